@@ -1,0 +1,1 @@
+"""The `hssl` command line: thin typer commands over library functions."""

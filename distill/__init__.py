@@ -1,0 +1,1 @@
+"""Distillation of a hybridssl teacher into lightweight students (lands with issue #4)."""

@@ -1,0 +1,1 @@
+"""hssl: hybrid self-supervised multimodal pretraining (the training side). Import submodules explicitly."""

@@ -1,0 +1,247 @@
+"""Typed run configuration: dataclasses, YAML presets (``configs/*.yaml``) and dotted overrides.
+
+A run's resolved config is written to ``RUN_DIR/config.yaml``; library code receives these
+objects (or plain arguments), never the CLI's arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hybridssl.preprocessing import PreprocessSpec
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+MODALITY_NAMES = ("image", "text", "audio")
+
+
+@dataclass
+class DataConfig:
+    train: str = "builtin"            # dataset spec, see hybridssl.data.open.open_dataset
+    val: str | None = None            # None: the built-in val split, or a seeded hold-out of train
+    val_fraction: float = 0.1         # hold-out fraction for user data without a val spec
+    train_size: int = 8192            # built-in dataset only
+    val_size: int = 1000              # built-in dataset only
+    num_workers: int = 0
+    image_size: int = 64              # built-in dataset render size (before preprocessing)
+
+
+@dataclass
+class ModelConfig:
+    modalities: tuple[str, ...] = MODALITY_NAMES
+    width: int = 192
+    depth: int = 4
+    heads: int = 3
+    mlp_ratio: float = 4.0
+    shared_depth: int = 0             # last `shared_depth` blocks are one trunk shared by all modalities
+    embed_dim: int = 128              # joint embedding space
+    image_patch: int = 8
+    audio_patch: tuple[int, int] = (16, 10)  # (mel bins, frames)
+    drop_path: float = 0.0
+    decoder_width: int = 128
+    decoder_depth: int = 2
+    decoder_heads: int = 4
+    generative: str = "mae"           # "mae" | "vae" | "none"
+    text_generative: str = "mlm"      # "mlm" | "none"
+    vae_latent: int = 32
+    image_mask_ratio: float = 0.75
+    audio_mask_ratio: float = 0.75
+    text_mask_ratio: float = 0.15
+    norm_pix_loss: bool = True
+
+
+@dataclass
+class LossConfig:
+    contrastive: bool = True
+    pairs: tuple[str, ...] = ()       # e.g. ("image-text", "audio-image"); () = every available pair
+    temperature: float = 0.07
+    learnable_temperature: bool = True
+    min_temperature: float = 0.01
+    ntxent_weight: float = 0.0        # > 0 enables intra-modal NT-Xent on two masked views (image)
+    ntxent_temperature: float = 0.2
+    queue_size: int = 0               # > 0 enables a MoCo momentum queue of negatives
+    momentum: float = 0.995           # momentum encoder for the queued keys
+    hard_negatives: int = 0           # > 0 enables MoCHi mixing: number of hard negatives considered
+    mixed_negatives: int = 16
+    query_mixed_negatives: int = 8
+    two_pass: bool = False            # naive baseline (benchmarks): contrastive on a separate unmasked pass
+    kl_beta: float = 1.0              # VAE
+    kl_warmup_steps: int = 200
+
+
+@dataclass
+class WeightingConfig:
+    strategy: str = "adaptive"        # fixed | uncertainty | dwa | gradnorm | adaptive
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 400
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 40
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    accum_steps: int = 1
+    precision: str = "auto"           # auto | fp32 | bf16 | fp16
+    ema_decay: float = 0.0            # 0 disables the EMA of the weights
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0                  # 0: leave torch's default
+    log_every: int = 10
+    ckpt_every: int = 200
+    max_bad_steps: int = 20           # abort after this many skipped non-finite steps
+    eval_size: int = 1000             # held-out items embedded for the end-of-run report
+
+
+@dataclass
+class RunConfig:
+    name: str = "small"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    weighting: WeightingConfig = field(default_factory=WeightingConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        return _build(cls, d, "")
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _build(cls: type, d: dict[str, Any] | None, where: str) -> Any:
+    """Build dataclass ``cls`` from a nested dict, refusing unknown keys with their dotted path."""
+    d = dict(d or {})
+    if cls is PreprocessSpec:
+        return PreprocessSpec.from_dict(d)
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown config key(s) {', '.join(where + k for k in unknown)}; valid: {sorted(names)}")
+    kwargs = {}
+    for k, v in d.items():
+        t = hints[k]
+        if dataclasses.is_dataclass(t):
+            kwargs[k] = _build(t, v, f"{where}{k}.")
+        else:
+            kwargs[k] = _coerce(v, t, where + k)
+    return cls(**kwargs)
+
+
+def _coerce(v: Any, t: Any, key: str) -> Any:
+    origin = typing.get_origin(t)
+    args = typing.get_args(t)
+    if v is None:
+        return None
+    if origin is tuple:
+        if isinstance(v, str):
+            v = [s for s in v.split(",") if s]
+        if not isinstance(v, (list, tuple)):
+            raise ValueError(f"{key}: expected a list, got {v!r}")
+        inner = args[0] if args else str
+        return tuple(_coerce(x, inner, key) for x in v)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        non_none = [a for a in args if a is not type(None)]
+        if isinstance(v, str) and v.lower() in ("none", "null"):
+            return None
+        return _coerce(v, non_none[0], key) if non_none else v
+    if t is bool:
+        if isinstance(v, str):
+            if v.lower() in ("1", "true", "yes", "on"):
+                return True
+            if v.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{key}: expected a boolean, got {v!r}")
+        return bool(v)
+    if t in (int, float, str):
+        try:
+            return t(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"{key}: expected {t.__name__}, got {v!r}") from None
+    if origin is dict or t is dict:
+        if isinstance(v, str):
+            v = yaml.safe_load(v)
+        if not isinstance(v, dict):
+            raise ValueError(f"{key}: expected a mapping, got {v!r}")
+        return v
+    return v
+
+
+def deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_override(item: str) -> dict[str, Any]:
+    """``"train.steps=100"`` → ``{"train": {"steps": 100}}`` (values parsed as YAML scalars)."""
+    if "=" not in item:
+        raise ValueError(f"override {item!r} must look like section.key=value")
+    key, raw = item.split("=", 1)
+    value = yaml.safe_load(raw) if raw else ""
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def preset_path(name: str) -> Path:
+    path = CONFIG_DIR / f"{name}.yaml"
+    if not path.exists():
+        valid = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(valid)}")
+    return path
+
+
+def load_config(config: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Load a preset name (``small``) or a YAML file, then apply dotted overrides in order.
+
+    A YAML file may say ``base: small`` to start from a preset.
+    """
+    d: dict[str, Any] = {}
+    if config is None:
+        config = "small"
+    path = Path(config)
+    if not path.suffix:
+        path = preset_path(str(config))
+    if not path.exists():
+        raise FileNotFoundError(f"config file not found: {path}")
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: a config file must hold a mapping")
+    base = loaded.pop("base", None)
+    if base:
+        d = load_config(base).to_dict()
+    d = deep_update(d, loaded)
+    for item in overrides:
+        d = deep_update(d, parse_override(item))
+    d.setdefault("name", path.stem)
+    return RunConfig.from_dict(d)
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

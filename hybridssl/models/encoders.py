@@ -1,0 +1,94 @@
+"""Per-modality encoders: a stem that turns the input into tokens, then transformer blocks.
+
+* image : (B, 3, H, W) → conv patch embedding (p×p) → (B, N = (H/p)(W/p), W)
+* audio : (B, 1, M, T) log-mel → conv patch embedding (pm×pt) over (mel, frame); trailing frames
+          that do not fill a patch are dropped → (B, (M/pm)(⌊T/pt⌋), W)
+* text  : (B, L) token ids → embedding → (B, L, W), with an attention mask for padding
+
+Learned positional embeddings are added before masking, so visible tokens keep their position.
+Blocks are timm's ViT ``Block`` (pre-norm, SDPA attention). Each encoder exposes
+``tokens(x)`` (stem + positions) and ``blocks``; the shared trunk and pooling live in
+:class:`hybridssl.models.hybrid.HybridModel`.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.models.vision_transformer import Block
+from torch import Tensor, nn
+
+
+def make_blocks(width: int, depth: int, heads: int, mlp_ratio: float, drop_path: float = 0.0) -> nn.ModuleList:
+    return nn.ModuleList(
+        Block(width, heads, mlp_ratio=mlp_ratio, qkv_bias=True, drop_path=drop_path) for _ in range(depth)
+    )
+
+
+class PatchStem(nn.Module):
+    """Conv patch embedding for images and spectrograms, with learned positions."""
+
+    def __init__(self, in_chans: int, grid_input: tuple[int, int], patch: tuple[int, int], width: int) -> None:
+        super().__init__()
+        h, w = grid_input
+        ph, pw = patch
+        if h < ph or w < pw:
+            raise ValueError(f"input {grid_input} is smaller than one patch {patch}")
+        if h % ph:
+            raise ValueError(f"input height {h} is not a multiple of the patch height {ph}")
+        self.patch = (ph, pw)
+        self.in_chans = in_chans
+        self.grid = (h // ph, w // pw)
+        self.proj = nn.Conv2d(in_chans, width, kernel_size=patch, stride=patch)
+        self.pos = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], width))
+        nn.init.trunc_normal_(self.pos, std=0.02)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.grid[0] * self.patch[0], self.grid[1] * self.patch[1]
+
+    def crop(self, x: Tensor) -> Tensor:
+        """Drop trailing rows/columns that do not fill a patch (audio frames)."""
+        h, w = self.input_size
+        if x.shape[-2] < h or x.shape[-1] < w:
+            raise ValueError(f"expected input of at least {h}×{w}, got {tuple(x.shape[-2:])}")
+        return x[..., :h, :w]
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.proj(self.crop(x))               # (B, W, gh, gw)
+        return x.flatten(2).transpose(1, 2) + self.pos  # (B, N, W)
+
+
+class TextStem(nn.Module):
+    def __init__(self, vocab_size: int, max_length: int, width: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, width)
+        self.pos = nn.Parameter(torch.zeros(1, max_length, width))
+        nn.init.trunc_normal_(self.pos, std=0.02)
+        self.max_length = max_length
+
+    @property
+    def num_tokens(self) -> int:
+        return self.max_length
+
+    def forward(self, ids: Tensor) -> Tensor:
+        if ids.shape[1] > self.max_length:
+            raise ValueError(f"text has {ids.shape[1]} tokens, the model takes at most {self.max_length}")
+        return self.embed(ids) + self.pos[:, : ids.shape[1]]  # (B, L, W)
+
+
+class ModalityEncoder(nn.Module):
+    """Stem + modality-specific blocks (the shared trunk, if any, follows in the hybrid model)."""
+
+    def __init__(self, stem: nn.Module, width: int, depth: int, heads: int, mlp_ratio: float, drop_path: float) -> None:
+        super().__init__()
+        self.stem = stem
+        self.blocks = make_blocks(width, depth, heads, mlp_ratio, drop_path)
+
+    def forward(self, tokens: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+        for blk in self.blocks:
+            tokens = blk(tokens, attn_mask=attn_mask)
+        return tokens

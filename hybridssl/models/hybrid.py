@@ -1,0 +1,152 @@
+"""The hybrid multimodal model: per-modality encoders, an optional shared trunk, projection heads
+into one L2-normalised joint space, and the generative decoders that read the same tokens.
+
+``encode(m, x, mask_ratio=ρ)`` runs the encoder once on the visible tokens; its output serves
+both branches (FLIP, Li et al. 2023): ``pooled`` → ``project`` → contrastive embedding, and
+``tokens`` + ``masking`` → decoder → reconstruction. With ρ = 0 (inference / export),
+``embed(m, x) = forward_head(m, forward_features(m, x))``.
+
+Pooling: mean over the visible (image/audio) or real (text, attention mask) tokens after the
+final LayerNorm. Projection: Linear(W, E, no bias) then L2 normalisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hybridssl.config import ModelConfig
+from hybridssl.models.decoders import MaskedPatchDecoder, MaskedTokenHead
+from hybridssl.models.encoders import ModalityEncoder, PatchStem, TextStem, make_blocks
+from hybridssl.models.masking import Masking, gather_tokens, random_masking
+from hybridssl.preprocessing import PreprocessSpec
+
+PATCH_MODALITIES = ("image", "audio")
+
+
+@dataclass
+class Encoded:
+    tokens: Tensor                 # (B, K, W) visible tokens after the final norm
+    pooled: Tensor                 # (B, W)
+    masking: Masking | None = None
+
+
+class HybridModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, spec: PreprocessSpec, vocab_size: int) -> None:
+        super().__init__()
+        unknown = set(cfg.modalities) - {"image", "text", "audio"}
+        if unknown or not cfg.modalities:
+            raise ValueError(f"modalities must be a non-empty subset of image, text, audio; got {cfg.modalities}")
+        if not 0 <= cfg.shared_depth <= cfg.depth:
+            raise ValueError("shared_depth must be between 0 and depth")
+        if cfg.generative not in ("mae", "vae", "none") or cfg.text_generative not in ("mlm", "none"):
+            raise ValueError("generative must be mae|vae|none and text_generative mlm|none")
+        self.cfg = cfg
+        self.modalities = tuple(cfg.modalities)
+        w = cfg.width
+        own_depth = cfg.depth - cfg.shared_depth
+        stems: dict[str, nn.Module] = {}
+        if "image" in self.modalities:
+            s = spec.image.size
+            stems["image"] = PatchStem(3, (s, s), (cfg.image_patch, cfg.image_patch), w)
+        if "audio" in self.modalities:
+            stems["audio"] = PatchStem(1, (spec.audio.n_mels, spec.audio.num_frames), tuple(cfg.audio_patch), w)
+        if "text" in self.modalities:
+            stems["text"] = TextStem(vocab_size, spec.text.max_length, w)
+        self.encoders = nn.ModuleDict(
+            {m: ModalityEncoder(stems[m], w, own_depth, cfg.heads, cfg.mlp_ratio, cfg.drop_path) for m in self.modalities}
+        )
+        self.trunk = make_blocks(w, cfg.shared_depth, cfg.heads, cfg.mlp_ratio, cfg.drop_path)
+        self.modality_embed = nn.ParameterDict(
+            {m: nn.Parameter(torch.zeros(1, 1, w)) for m in self.modalities} if cfg.shared_depth else {}
+        )
+        self.norms = nn.ModuleDict({m: nn.LayerNorm(w) for m in self.modalities})
+        self.heads = nn.ModuleDict({m: nn.Linear(w, cfg.embed_dim, bias=False) for m in self.modalities})
+        self.decoders = nn.ModuleDict()
+        if cfg.generative != "none":
+            for m in PATCH_MODALITIES:
+                if m in self.modalities:
+                    stem = stems[m]
+                    patch_dim = stem.in_chans * stem.patch[0] * stem.patch[1]
+                    self.decoders[m] = MaskedPatchDecoder(
+                        w, cfg.decoder_width, cfg.decoder_depth, cfg.decoder_heads, stem.num_tokens, patch_dim,
+                        vae_latent=cfg.vae_latent if cfg.generative == "vae" else 0,
+                    )
+        if cfg.text_generative == "mlm" and "text" in self.modalities:
+            self.decoders["text"] = MaskedTokenHead(w, vocab_size)
+        self.apply(_init_weights)
+
+    # ------------------------------------------------------------------ encoding
+    def encode(self, modality: str, x: Tensor, *, attention: Tensor | None = None, mask_ratio: float = 0.0,
+               generator: torch.Generator | None = None) -> Encoded:
+        """Encode once. x: image (B,3,S,S) | audio (B,1,M,T) | text ids (B,L) with attention (B,L) bool."""
+        if modality not in self.encoders:
+            raise ValueError(f"this model has no {modality!r} encoder (it has {', '.join(self.modalities)})")
+        enc = self.encoders[modality]
+        tokens = enc.stem(x)                                    # (B, N, W)
+        masking = None
+        attn_mask = None
+        if modality == "text":
+            if attention is None:
+                raise ValueError("text needs its attention mask")
+            attn_mask = attention[:, None, None, :]             # (B, 1, 1, L)
+        elif mask_ratio > 0:
+            masking = random_masking(tokens.shape[0], tokens.shape[1], mask_ratio, tokens.device, generator)
+            tokens = gather_tokens(tokens, masking.ids_keep)    # (B, K, W)
+        tokens = enc(tokens, attn_mask)
+        if len(self.trunk):
+            tokens = tokens + self.modality_embed[modality]
+            for blk in self.trunk:
+                tokens = blk(tokens, attn_mask=attn_mask)
+        tokens = self.norms[modality](tokens)
+        if modality == "text":
+            weights = attention.to(tokens.dtype).unsqueeze(-1)  # (B, L, 1)
+            pooled = (tokens * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        else:
+            pooled = tokens.mean(1)                             # (B, W)
+        return Encoded(tokens, pooled, masking)
+
+    def forward_features(self, modality: str, x: Tensor, attention: Tensor | None = None) -> Tensor:
+        """Unmasked pooled features (B, W)."""
+        return self.encode(modality, x, attention=attention).pooled
+
+    def forward_head(self, modality: str, pooled: Tensor) -> Tensor:
+        """Pooled features (B, W) → L2-normalised joint embedding (B, E)."""
+        return F.normalize(self.heads[modality](pooled), dim=-1)
+
+    def embed(self, modality: str, x: Tensor, attention: Tensor | None = None) -> Tensor:
+        return self.forward_head(modality, self.forward_features(modality, x, attention))
+
+    # ------------------------------------------------------------------ helpers
+    def patch_target(self, modality: str, x: Tensor) -> Tensor:
+        """The reconstruction target: the (cropped) input cut into patches, (B, N, C·ph·pw)."""
+        from hybridssl.losses.mae import patchify
+
+        stem = self.encoders[modality].stem
+        return patchify(stem.crop(x), stem.patch)
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """The last layer every loss flows through (GradNorm's W): the last trunk block if there is a
+        shared trunk, else the last block of every modality encoder."""
+        if len(self.trunk):
+            return list(self.trunk[-1].parameters())
+        params: list[nn.Parameter] = []
+        for m in self.modalities:
+            blocks = self.encoders[m].blocks
+            params += list((blocks[-1] if len(blocks) else self.norms[m]).parameters())
+        return params
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Embedding):
+        nn.init.normal_(m.weight, std=0.02)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)

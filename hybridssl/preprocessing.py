@@ -1,0 +1,155 @@
+"""The preprocessing spec: defined once here, saved with every run, re-implemented in numpy by
+``edge_runtime`` (parity tests hold the two together).
+
+Image  : RGB uint8 (H, W, 3) → resize shorter side to ``resize`` (Pillow, bilinear) → centre crop
+         ``size``×``size`` → x/255 → (x − mean)/std → (3, size, size) float32.
+Audio  : mono waveform at rate r → resample to ``sample_rate`` (torchaudio sinc) → take the first
+         ``clip_seconds`` (zero-pad if shorter) → power mel spectrogram (n_fft, hop, win = n_fft,
+         Hann, centre/reflect padding, HTK mel scale, no filter norm) → log(mel + log_offset) →
+         (x − norm_mean)/norm_std → (1, n_mels, frames) float32.
+Text   : the run's ``tokenizer.json`` (see :mod:`hybridssl.tokenizer`); ``max_length`` tokens
+         including [CLS]/[SEP], padded with [PAD].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+@dataclass
+class ImageSpec:
+    size: int = 32
+    resize: int = 32
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+    interpolation: str = "bilinear"
+
+
+@dataclass
+class AudioSpec:
+    sample_rate: int = 16000
+    clip_seconds: float = 1.0
+    n_fft: int = 400
+    hop_length: int = 160
+    n_mels: int = 64
+    f_min: float = 0.0
+    f_max: float | None = None
+    log_offset: float = 1e-6
+    norm_mean: float = -6.0
+    norm_std: float = 4.0
+
+    @property
+    def num_samples(self) -> int:
+        return int(round(self.sample_rate * self.clip_seconds))
+
+    @property
+    def num_frames(self) -> int:
+        return self.num_samples // self.hop_length + 1
+
+
+@dataclass
+class TextSpec:
+    max_length: int = 32
+    vocab_size: int = 1024
+    model: str = "wordpiece"  # or "bpe"
+    lowercase: bool = True
+    tokenizer_file: str = "tokenizer.json"
+
+
+@dataclass
+class PreprocessSpec:
+    image: ImageSpec = field(default_factory=ImageSpec)
+    audio: AudioSpec = field(default_factory=AudioSpec)
+    text: TextSpec = field(default_factory=TextSpec)
+    version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PreprocessSpec":
+        img = dict(d.get("image", {}))
+        for k in ("mean", "std"):
+            if k in img:
+                img[k] = tuple(img[k])
+        return cls(
+            image=ImageSpec(**img),
+            audio=AudioSpec(**d.get("audio", {})),
+            text=TextSpec(**d.get("text", {})),
+            version=int(d.get("version", 1)),
+        )
+
+
+# ----------------------------------------------------------------------------- image
+_PIL_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+
+
+def resize_and_crop(image: np.ndarray, spec: ImageSpec) -> np.ndarray:
+    """(H, W, 3) uint8 → (size, size, 3) uint8: shorter side to ``resize``, then centre crop."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+    h, w = image.shape[:2]
+    scale = spec.resize / min(h, w)
+    nh, nw = max(spec.size, round(h * scale)), max(spec.size, round(w * scale))
+    if (nh, nw) != (h, w):
+        image = np.asarray(Image.fromarray(image).resize((nw, nh), _PIL_FILTERS[spec.interpolation]))
+    top, left = (nh - spec.size) // 2, (nw - spec.size) // 2
+    return image[top : top + spec.size, left : left + spec.size]
+
+
+def preprocess_image(image: np.ndarray, spec: ImageSpec) -> torch.Tensor:
+    """(H, W, 3) uint8 → (3, size, size) float32 normalised tensor."""
+    x = torch.from_numpy(np.ascontiguousarray(resize_and_crop(image, spec))).float().div_(255.0)
+    x = x.permute(2, 0, 1)  # (3, S, S)
+    mean = torch.tensor(spec.mean).view(3, 1, 1)
+    std = torch.tensor(spec.std).view(3, 1, 1)
+    return (x - mean) / std
+
+
+# ----------------------------------------------------------------------------- audio
+@lru_cache(maxsize=8)
+def _mel_transform(sr: int, n_fft: int, hop: int, n_mels: int, f_min: float, f_max: float | None):
+    import torchaudio
+
+    return torchaudio.transforms.MelSpectrogram(
+        sample_rate=sr, n_fft=n_fft, win_length=n_fft, hop_length=hop, f_min=f_min, f_max=f_max,
+        n_mels=n_mels, power=2.0, center=True, pad_mode="reflect", norm=None, mel_scale="htk",
+    )
+
+
+def fit_waveform(wave: torch.Tensor, sample_rate: int, spec: AudioSpec) -> tuple[torch.Tensor, bool]:
+    """Resample a mono (T,) waveform to the spec rate and crop/pad it to the clip length.
+
+    Returns the fixed-length (num_samples,) waveform and whether it had to be resampled.
+    """
+    if wave.ndim != 1 or wave.numel() == 0:
+        raise ValueError(f"expected a non-empty mono (T,) waveform, got shape {tuple(wave.shape)}")
+    resampled = sample_rate != spec.sample_rate
+    if resampled:
+        import torchaudio.functional as AF
+
+        g = math.gcd(int(sample_rate), spec.sample_rate)
+        wave = AF.resample(wave, int(sample_rate) // g, spec.sample_rate // g)
+    n = spec.num_samples
+    wave = wave[:n] if wave.numel() >= n else torch.nn.functional.pad(wave, (0, n - wave.numel()))
+    return wave, resampled
+
+
+def log_mel(wave: torch.Tensor, spec: AudioSpec) -> torch.Tensor:
+    """(..., num_samples) waveform at the spec rate → (..., n_mels, frames) normalised log-mel."""
+    mel = _mel_transform(spec.sample_rate, spec.n_fft, spec.hop_length, spec.n_mels, spec.f_min, spec.f_max)
+    x = torch.log(mel(wave.float()) + spec.log_offset)
+    return (x - spec.norm_mean) / spec.norm_std
+
+
+def preprocess_audio(wave: np.ndarray, sample_rate: int, spec: AudioSpec) -> tuple[torch.Tensor, bool]:
+    """Mono waveform → ((1, n_mels, frames) float32, resampled?)."""
+    fixed, resampled = fit_waveform(torch.from_numpy(np.asarray(wave, dtype=np.float32)), sample_rate, spec)
+    return log_mel(fixed, spec).unsqueeze(0), resampled
