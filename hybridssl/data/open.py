@@ -8,6 +8,10 @@ Forms::
     coco:ANNOTATIONS_JSON:IMAGES_DIR         COCO captions (CocoCaptionsDataset)
     avclips:CSV                              VGGSound-style clip list (AudioVisualClipsDataset)
     features:NPZ                             precomputed feature sequences (FeatureSequenceDataset)
+    fashion-mnist[:ROOT]                     Fashion-MNIST IDX files (Debian dataset-fashion-mnist)
+    tuxpaint[:ROOT]                          Tux Paint stamps: image + caption + speech (tuxpaint-stamps-default)
+    openclipart[:ROOT]                       Openclipart PNGs with their titles (openclipart-png)
+    digits                                   scikit-learn's 8×8 digits
 
 For ``coco`` the annotation path ends at the first ``".json:"`` when there is one (so either path may
 contain ``":"``), otherwise at the first ``":"``. Extra ``**kwargs`` go to the constructor; for
@@ -30,7 +34,18 @@ FORMS = (
     "coco:ANNOTATIONS_JSON:IMAGES_DIR",
     "avclips:CSV",
     "features:NPZ",
+    "fashion-mnist[:ROOT]",
+    "tuxpaint[:ROOT]",
+    "openclipart[:ROOT]",
+    "digits",
 )
+#: real offline datasets (Debian packages, see scripts/install_datasets.sh): spec prefix → (module, class)
+OFFLINE = {
+    "fashion-mnist": ("hybridssl.data.fashion_mnist", "FashionMNIST"),
+    "tuxpaint": ("hybridssl.data.tuxpaint", "TuxPaintStamps"),
+    "openclipart": ("hybridssl.data.openclipart", "Openclipart"),
+    "digits": ("hybridssl.data.digits", "SklearnDigits"),
+}
 BUILTIN_DEFAULTS: dict[str, Any] = {"size": 1000, "seed": 0}
 
 
@@ -86,6 +101,20 @@ def _open_builtin(rest: str | None, kwargs: dict[str, Any]) -> MultimodalDataset
     return synthetic.SyntheticScenes(**merged)
 
 
+def _open_offline(prefix: str, root: str | None, kwargs: dict[str, Any]) -> MultimodalDataset:
+    """``fashion-mnist[:ROOT]`` etc.: ROOT defaults to where the Debian package installs the data."""
+    if root is not None:
+        if prefix == "digits":
+            raise ValueError("the 'digits' spec takes no path (the data ship with scikit-learn)")
+        if not root:
+            raise ValueError(f"empty {prefix} root in dataset spec (forms: {_forms()})")
+        if "root" in kwargs:
+            raise ValueError(f"{prefix} root given both in the spec and as a keyword argument")
+        kwargs = {**kwargs, "root": Path(root).expanduser()}
+    module, cls = OFFLINE[prefix]
+    return getattr(importlib.import_module(module), cls)(**kwargs)
+
+
 def open_dataset(spec: str, **kwargs: Any) -> MultimodalDataset:
     """The dataset described by ``spec`` (forms in the module docstring)."""
     if not isinstance(spec, str) or not spec.strip():
@@ -93,6 +122,8 @@ def open_dataset(spec: str, **kwargs: Any) -> MultimodalDataset:
     prefix, sep, rest = spec.strip().partition(":")
     if prefix == "builtin":
         return _open_builtin(rest if sep else None, kwargs)
+    if prefix in OFFLINE:
+        return _open_offline(prefix, rest if sep else None, kwargs)
     if not sep:
         raise ValueError(f"dataset spec {spec!r} has no 'PREFIX:'; valid forms: {_forms()}")
     if prefix == "manifest":
