@@ -106,7 +106,7 @@ def resize_and_crop(image: np.ndarray, spec: ImageSpec) -> np.ndarray:
 
 def preprocess_image(image: np.ndarray, spec: ImageSpec) -> torch.Tensor:
     """(H, W, 3) uint8 → (3, size, size) float32 normalised tensor."""
-    x = torch.from_numpy(np.ascontiguousarray(resize_and_crop(image, spec))).float().div_(255.0)
+    x = torch.from_numpy(np.array(resize_and_crop(image, spec))).float().div_(255.0)  # copy: PIL arrays are read-only
     x = x.permute(2, 0, 1)  # (3, S, S)
     mean = torch.tensor(spec.mean).view(3, 1, 1)
     std = torch.tensor(spec.std).view(3, 1, 1)

@@ -1,0 +1,168 @@
+"""From samples to model-ready batches: safe item access, preprocessing, collation, and a
+step-indexed sampler that makes resuming exact.
+
+Batch layout (only present modalities are stored; ``*_idx`` map rows back to batch positions)::
+
+    n            int                          items in the batch (after skips)
+    image        (Bi, 3, S, S) float32        image_idx (Bi,) long
+    audio        (Ba, 1, M, T) float32        audio_idx (Ba,) long
+    text_ids     (Bt, L) long, text_attn (Bt, L) bool, text_idx (Bt,) long
+    label        (n,) long, −1 = unlabeled
+    captions     list[str | None] (n)         uids list[str] (n)    keys list[str] (n)
+    skipped      list[(uid, reason, detail)]  repairs list[str]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from hybridssl.data.sample import BadItem, Sample, SkipReport
+from hybridssl.preprocessing import PreprocessSpec, preprocess_audio, preprocess_image
+from hybridssl.tokenizer import TextTokenizer
+
+
+@dataclass
+class Skipped:
+    uid: str
+    reason: str
+    detail: str = ""
+
+
+class SafeDataset(Dataset):
+    """Wraps a dataset so that a bad item becomes a :class:`Skipped` record instead of an exception."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> Sample | Skipped:
+        try:
+            return self.dataset[i]
+        except BadItem as e:
+            return Skipped(e.uid, e.reason, e.detail)
+        except (OSError, ValueError, RuntimeError) as e:  # a loader bug must not kill the epoch either
+            return Skipped(f"item-{i}", "load_error", f"{type(e).__name__}: {e}")
+
+
+class Collator:
+    """Preprocesses a list of samples into a batch (runs inside DataLoader workers)."""
+
+    def __init__(self, spec: PreprocessSpec, tokenizer: TextTokenizer | None, modalities: Sequence[str]) -> None:
+        self.spec = spec
+        self.tokenizer = tokenizer
+        self.modalities = tuple(modalities)
+
+    def __call__(self, items: list[Sample | Skipped]) -> dict[str, Any]:
+        skipped: list[tuple[str, str, str]] = []
+        repairs: list[str] = []
+        kept: list[Sample] = []
+        images: list[torch.Tensor] = []
+        audios: list[torch.Tensor] = []
+        for it in items:
+            if isinstance(it, Skipped):
+                skipped.append((it.uid, it.reason, it.detail))
+                continue
+            try:
+                img, aud = self._media(it, repairs)
+            except ValueError as e:
+                skipped.append((it.uid, "preprocessing_failed", str(e)))
+                continue
+            if img is None and aud is None and not (it.caption and "text" in self.modalities):
+                skipped.append((it.uid, "no_usable_modality", f"has {it.modalities}, model uses {self.modalities}"))
+                continue
+            repairs.extend(it.meta.get("repairs", []))
+            kept.append(it)
+            images.append(img)
+            audios.append(aud)
+        return self._collate(kept, images, audios, skipped, repairs)
+
+    def _media(self, s: Sample, repairs: list[str]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        img = aud = None
+        if s.image is not None and "image" in self.modalities:
+            img = preprocess_image(s.image, self.spec.image)
+        if s.audio is not None and "audio" in self.modalities:
+            if s.sample_rate is None:
+                raise ValueError("audio without a sample rate")
+            aud, resampled = preprocess_audio(s.audio, s.sample_rate, self.spec.audio)
+            if resampled:
+                repairs.append("resampled")
+        return img, aud
+
+    def _collate(self, kept: list[Sample], images: list, audios: list, skipped: list, repairs: list) -> dict[str, Any]:
+        batch: dict[str, Any] = {
+            "n": len(kept),
+            "uids": [s.uid for s in kept],
+            "keys": [str(s.meta.get("key", s.uid)) for s in kept],
+            "captions": [s.caption for s in kept],
+            "label": torch.tensor([-1 if s.label is None else int(s.label) for s in kept], dtype=torch.long),
+            "skipped": skipped,
+            "repairs": repairs,
+        }
+        for name, tensors in (("image", images), ("audio", audios)):
+            idx = [i for i, t in enumerate(tensors) if t is not None]
+            if idx:
+                batch[name] = torch.stack([tensors[i] for i in idx])
+                batch[f"{name}_idx"] = torch.tensor(idx, dtype=torch.long)
+        if self.tokenizer is not None and "text" in self.modalities:
+            idx = [i for i, s in enumerate(kept) if s.caption]
+            if idx:
+                ids, attn = self.tokenizer.encode([kept[i].caption for i in idx])
+                batch["text_ids"] = torch.from_numpy(ids)
+                batch["text_attn"] = torch.from_numpy(attn)
+                batch["text_idx"] = torch.tensor(idx, dtype=torch.long)
+        return batch
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Yields the index batches of steps ``start_step, start_step+1, …, total_steps−1``.
+
+    Step s reads positions [s·B mod n …] of epoch ⌊s·B / n⌋'s permutation, which is
+    ``np.random.default_rng([seed, epoch]).permutation(n)``: the batch of a step depends only on
+    (seed, step), so resuming at step k replays exactly what an uninterrupted run would have read.
+    Batches never straddle epochs (the last partial batch of an epoch is completed from the next).
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, total_steps: int, start_step: int = 0) -> None:
+        if n <= 0:
+            raise ValueError("the dataset is empty")
+        self.n, self.b, self.seed = n, batch_size, seed
+        self.total, self.start = total_steps, start_step
+
+    def __len__(self) -> int:
+        return max(0, self.total - self.start)
+
+    def batch(self, step: int) -> list[int]:
+        first = step * self.b
+        out: list[int] = []
+        while len(out) < self.b:
+            pos = first + len(out)
+            epoch, offset = divmod(pos, self.n)
+            perm = self._perm(epoch)
+            take = min(self.b - len(out), self.n - offset)
+            out.extend(perm[offset : offset + take].tolist())
+        return out
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        cache = getattr(self, "_cache", None)
+        if cache is None or cache[0] != epoch:
+            self._cache = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n))
+        return self._cache[1]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.total):
+            yield self.batch(step)
+
+
+def merge_batch_report(report: SkipReport, batch: dict[str, Any]) -> None:
+    for uid, reason, detail in batch.get("skipped", []):
+        report.skip(uid, reason, detail)
+    for r in batch.get("repairs", []):
+        report.repair(r)
