@@ -15,8 +15,14 @@ import numpy as np
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024, model: str = "wordpiece", lowercase: bool = True):
-    """Train a tokenizer on ``texts``; returns a ``tokenizers.Tokenizer`` with the encoding contract."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024, model: str = "bpe", lowercase: bool = True):
+    """Train a tokenizer on ``texts``; returns a ``tokenizers.Tokenizer`` with the encoding contract.
+
+    BPE (the default) trains reproducibly: the same captions give the same ``tokenizer.json``.
+    WordPiece training in ``tokenizers`` picks merges in hash-map order on count ties (upstream
+    issue #1794), so its vocabulary can differ between runs; we renumber it deterministically, but
+    the vocabulary set itself may still vary. Use it only when matching an existing WordPiece setup.
+    """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     if model == "wordpiece":
@@ -40,11 +46,25 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024, model: str = "
     if not texts:
         raise ValueError("cannot train a tokenizer: the dataset has no non-empty captions")
     tok.train_from_iterator(texts, trainer=trainer)
+    if model == "wordpiece":
+        tok.model = _sorted_wordpiece(tok)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
     )
     return tok
+
+
+def _sorted_wordpiece(tok):
+    """The trainer's token ids depend on hash-map order (they change from run to run); WordPiece
+    matching only depends on the vocabulary *set*, so renumber it deterministically: the special
+    tokens first, then the rest sorted."""
+    from tokenizers import models
+
+    vocab = tok.get_vocab()
+    rest = sorted(t for t in vocab if t not in SPECIAL_TOKENS)
+    ordered = {t: i for i, t in enumerate([*SPECIAL_TOKENS, *rest])}
+    return models.WordPiece(vocab=ordered, unk_token="[UNK]", continuing_subword_prefix="##")
 
 
 class TextTokenizer:

@@ -29,3 +29,18 @@ def test_empty_inputs_are_refused():
         tok.encode("not a list")
     with pytest.raises(ValueError, match="unknown tokenizer"):
         train_tokenizer(CAPTIONS, model="sentencepiece")
+
+
+def test_bpe_training_is_deterministic():
+    texts = [f"a {c} {s} on the {p}" for c in ("red", "blue", "green") for s in ("circle", "star") for p in ("left", "top")]
+    a = TextTokenizer(train_tokenizer(texts * 3, vocab_size=200), 12)
+    b = TextTokenizer(train_tokenizer(texts * 3, vocab_size=200), 12)
+    assert a.to_str() == b.to_str()
+    assert a.token_id("[PAD]") == 0 and a.token_id("[MASK]") == 4
+
+
+def test_wordpiece_ids_are_renumbered_in_order():
+    tok = TextTokenizer(train_tokenizer(CAPTIONS, vocab_size=120, model="wordpiece"), 8)
+    vocab = sorted(tok.tok.get_vocab().items(), key=lambda kv: kv[1])
+    names = [t for t, _ in vocab]
+    assert names[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] and names[5:] == sorted(names[5:])
