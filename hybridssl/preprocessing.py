@@ -58,7 +58,7 @@ class AudioSpec:
 class TextSpec:
     max_length: int = 32
     vocab_size: int = 1024
-    model: str = "wordpiece"  # or "bpe"
+    model: str = "bpe"  # or "wordpiece" (its training is not reproducible upstream: tokenizers #1794)
     lowercase: bool = True
     tokenizer_file: str = "tokenizer.json"
 

@@ -288,6 +288,15 @@ class SyntheticScenes(MultimodalDataset):
         """Zero-shot prompts per class of ``label_attribute`` (``label_names`` order), caption vocabulary."""
         return _class_prompts(self.label_attribute)
 
+    def attribute_prompts(self) -> dict[str, dict[str, list[str]]]:
+        """Zero-shot prompts for every attribute: ``{attribute: {value: prompts}}`` (values in order)."""
+        return {a: _class_prompts(a) for a in self.ATTRIBUTES}
+
+    @staticmethod
+    def key_attributes(key: str) -> dict[str, str]:
+        """``"shape=circle|colour=red|..."`` → ``{"shape": "circle", "colour": "red", ...}``."""
+        return dict(part.split("=", 1) for part in key.split("|"))
+
     # -- media ------------------------------------------------------------------------------------------
     def image_with_mask(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Item ``i``'s image (rendered even when the item drops it) and its main-object mask ``(S, S)``."""

@@ -1,6 +1,9 @@
 """Per-modality encoders: a stem that turns the input into tokens, then transformer blocks.
 
-* image : (B, 3, H, W) → conv patch embedding (p×p) → (B, N = (H/p)(W/p), W)
+* image : (B, 3, H, W) → conv patch embedding (p×p) → (B, N = (H/p)(W/p), W); or, with
+          ``image_stem="conv"``, a convolutional stem of log2(p) 3×3 stride-2 convolutions
+          (Xiao et al. 2021, "Early Convolutions Help Transformers See Better") — much faster to
+          learn shapes from few samples; its receptive fields overlap neighbouring patches slightly
 * audio : (B, 1, M, T) log-mel → conv patch embedding (pm×pt) over (mel, frame); trailing frames
           that do not fill a patch are dropped → (B, (M/pm)(⌊T/pt⌋), W)
 * text  : (B, L) token ids → embedding → (B, L, W), with an attention mask for padding
@@ -12,6 +15,8 @@ Blocks are timm's ViT ``Block`` (pre-norm, SDPA attention). Each encoder exposes
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from timm.models.vision_transformer import Block
@@ -27,7 +32,8 @@ def make_blocks(width: int, depth: int, heads: int, mlp_ratio: float, drop_path:
 class PatchStem(nn.Module):
     """Conv patch embedding for images and spectrograms, with learned positions."""
 
-    def __init__(self, in_chans: int, grid_input: tuple[int, int], patch: tuple[int, int], width: int) -> None:
+    def __init__(self, in_chans: int, grid_input: tuple[int, int], patch: tuple[int, int], width: int,
+                 conv: bool = False) -> None:
         super().__init__()
         h, w = grid_input
         ph, pw = patch
@@ -38,7 +44,9 @@ class PatchStem(nn.Module):
         self.patch = (ph, pw)
         self.in_chans = in_chans
         self.grid = (h // ph, w // pw)
-        self.proj = nn.Conv2d(in_chans, width, kernel_size=patch, stride=patch)
+        if conv and ph != pw:
+            raise ValueError("the convolutional stem needs square patches")
+        self.proj = conv_stem(in_chans, ph, width) if conv else nn.Conv2d(in_chans, width, kernel_size=patch, stride=patch)
         self.pos = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], width))
         nn.init.trunc_normal_(self.pos, std=0.02)
 
@@ -60,6 +68,21 @@ class PatchStem(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.proj(self.crop(x))               # (B, W, gh, gw)
         return x.flatten(2).transpose(1, 2) + self.pos  # (B, N, W)
+
+
+def conv_stem(in_chans: int, patch: int, width: int) -> nn.Sequential:
+    """log2(patch) × [3×3 conv stride 2 → BatchNorm → GELU], widths doubling up to width/2, then 1×1 to width."""
+    n = int(round(math.log2(patch)))
+    if 2**n != patch or n < 1:
+        raise ValueError(f"the convolutional stem needs a power-of-two patch size, got {patch}")
+    layers: list[nn.Module] = []
+    c_in = in_chans
+    for i in range(n):
+        c_out = max(16, width // 2 ** (n - i))
+        layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.GELU()]
+        c_in = c_out
+    layers.append(nn.Conv2d(c_in, width, 1))
+    return nn.Sequential(*layers)
 
 
 class TextStem(nn.Module):

@@ -51,7 +51,9 @@ class HybridModel(nn.Module):
         stems: dict[str, nn.Module] = {}
         if "image" in self.modalities:
             s = spec.image.size
-            stems["image"] = PatchStem(3, (s, s), (cfg.image_patch, cfg.image_patch), w)
+            if cfg.image_stem not in ("patch", "conv"):
+                raise ValueError(f"image_stem must be 'patch' or 'conv', got {cfg.image_stem!r}")
+            stems["image"] = PatchStem(3, (s, s), (cfg.image_patch, cfg.image_patch), w, conv=cfg.image_stem == "conv")
         if "audio" in self.modalities:
             stems["audio"] = PatchStem(1, (spec.audio.n_mels, spec.audio.num_frames), tuple(cfg.audio_patch), w)
         if "text" in self.modalities:

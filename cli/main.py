@@ -1,0 +1,58 @@
+"""The `hssl` application. ``main(argv)`` runs it in-process (used by the tests)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from cli.console import console
+from cli.demo import demo
+from cli.info import info
+from cli.train import train
+
+app = typer.Typer(
+    name="hssl",
+    help="Hybrid self-supervised multimodal pretraining, distillation, export and edge runtime.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command(help="Train the hybrid model (default: the small preset on the built-in dataset).")(train)
+app.command(help="Summarise a run directory.")(info)
+app.command(help="Run the whole pipeline end to end on the built-in dataset.")(demo)
+
+# Errors a user can cause: one clear line, exit code 2, no traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hybridssl.trainer import NonFiniteLossError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except (typer.Exit, SystemExit) as e:
+        code = getattr(e, "exit_code", getattr(e, "code", 0))
+        return int(code or 0)
+    except typer.Abort:
+        console.print("[red]aborted[/]")
+        return 130
+    except NonFiniteLossError as e:
+        console.print(f"[red]error:[/] {e}")
+        return 3
+    except USER_ERRORS as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        console.print(f"[red]error:[/] {msg}")
+        return 2
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            return e.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

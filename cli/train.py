@@ -1,0 +1,59 @@
+"""`hssl train`: train the hybrid model (defaults: the `small` preset on the built-in dataset)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cli.console import TrainProgress, console, print_heldout, skip_table
+
+
+def train(
+    config: Annotated[Optional[str], typer.Option("--config", "-c", help="preset name (tiny|small|base|large) or YAML file")] = None,
+    data: Annotated[Optional[str], typer.Option(help="dataset spec: builtin[:k=v,...] | manifest:PATH | coco:ANN:IMAGES | avclips:CSV")] = None,
+    val: Annotated[Optional[str], typer.Option(help="validation dataset spec (default: built-in val split or a seeded hold-out)")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="run directory (default runs/<preset>-<time>)")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="total optimizer steps")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")] = False,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override any config key: section.key=value")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bar")] = False,
+) -> None:
+    from hybridssl.config import load_config
+    from hybridssl.run import train_run
+
+    overrides = list(set_ or [])
+    if data:
+        overrides.append(f"data.train={data}")
+    if val:
+        overrides.append(f"data.val={val}")
+    if steps is not None:
+        overrides.append(f"train.steps={steps}")
+    if seed is not None:
+        overrides.append(f"train.seed={seed}")
+    cfg = load_config(config, overrides)
+    if resume and out is None:
+        raise typer.BadParameter("--resume needs --out RUN_DIR")
+    run_dir = out or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    console.print(f"[bold]hssl train[/] preset [cyan]{cfg.name}[/] data [cyan]{cfg.data.train}[/] → {run_dir}")
+    bar: TrainProgress | None = None
+
+    def on_start(trainer) -> None:
+        nonlocal bar
+        bar = TrainProgress(trainer.cfg.train.steps, trainer.state.step, enabled=not no_progress)
+        bar.__enter__()
+
+    try:
+        metrics = train_run(cfg, run_dir, resume=resume, on_step=lambda log: bar and bar.update(log), on_start=on_start)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    print_heldout(metrics["heldout"])
+    skipped = skip_table(metrics["data_report"])
+    if skipped is not None:
+        console.print(skipped)
+    console.print(f"{metrics['steps']} steps in {metrics['train_seconds']:.0f} s "
+                  f"({metrics['samples_per_s']:.1f} samples/s); run saved in [bold]{run_dir}[/]")

@@ -1,0 +1,118 @@
+"""Checkpoints: weights in safetensors, everything else in JSON — never pickle.
+
+Layout of ``RUN_DIR/checkpoints/step_000400/`` (and ``last`` → the newest, ``final``)::
+
+    model.safetensors       the task's trainable state (model, temperature, weighting params)
+    ema.safetensors         EMA weights of the model (when enabled)
+    optimizer.safetensors   optimizer tensors (moments), flattened; ``optimizer.json`` the rest
+    state.json              step, RNG-free trainer counters, skip report, config, preprocessing spec
+    tokenizer.json          the text tokenizer
+
+Every file is written to a temporary name in the same folder and renamed (atomic on POSIX); the
+checkpoint folder itself is assembled under ``.tmp-…`` and renamed last, so a killed run leaves
+either the previous checkpoint or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+CHECKPOINT_FILES = ("model.safetensors", "state.json")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+
+
+def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split ``optimizer.state_dict()`` into tensors (for safetensors) and a JSON-able remainder."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in state["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{pid}.{k}"] = v
+            else:
+                scalars.setdefault(str(pid), {})[k] = v
+    return _contiguous(tensors), {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    for pid, st in meta["scalars"].items():
+        state.setdefault(int(pid), {}).update(st)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(folder: Path, *, model_state: dict[str, torch.Tensor], state: dict[str, Any],
+                    tokenizer_json: str | None = None, optimizer_state: dict[str, Any] | None = None,
+                    ema_state: dict[str, torch.Tensor] | None = None) -> Path:
+    folder = Path(folder)
+    tmp = folder.with_name(f".tmp-{folder.name}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_file(_contiguous(model_state), str(tmp / "model.safetensors"))
+    if ema_state is not None:
+        save_file(_contiguous(ema_state), str(tmp / "ema.safetensors"))
+    if optimizer_state is not None:
+        tensors, meta = flatten_optimizer(optimizer_state)
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        (tmp / "optimizer.json").write_text(json.dumps(meta))
+    if tokenizer_json is not None:
+        (tmp / "tokenizer.json").write_text(tokenizer_json)
+    (tmp / "state.json").write_text(json.dumps(state, indent=1, default=str))
+    old = folder.with_name(f".old-{folder.name}")
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    if old.exists():
+        shutil.rmtree(old)
+    return folder
+
+
+def load_checkpoint(folder: Path, with_optimizer: bool = False) -> dict[str, Any]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no checkpoint at {folder}")
+    missing = [f for f in CHECKPOINT_FILES if not (folder / f).is_file()]
+    if missing:
+        raise ValueError(f"checkpoint {folder} is incomplete: missing {', '.join(missing)}")
+    try:
+        out: dict[str, Any] = {"model": load_file(str(folder / "model.safetensors"))}
+        out["state"] = json.loads((folder / "state.json").read_text())
+    except (OSError, ValueError, json.JSONDecodeError) as e:  # safetensors raises its own error type too
+        raise ValueError(f"checkpoint {folder} is corrupt: {e}") from e
+    except Exception as e:  # safetensors_rust.SafetensorError
+        raise ValueError(f"checkpoint {folder} is corrupt: {e}") from e
+    if (folder / "ema.safetensors").is_file():
+        out["ema"] = load_file(str(folder / "ema.safetensors"))
+    if (folder / "tokenizer.json").is_file():
+        out["tokenizer_json"] = (folder / "tokenizer.json").read_text()
+    if with_optimizer:
+        if not (folder / "optimizer.safetensors").is_file():
+            raise ValueError(f"checkpoint {folder} has no optimizer state; it cannot be resumed exactly")
+        meta = json.loads((folder / "optimizer.json").read_text())
+        out["optimizer"] = unflatten_optimizer(load_file(str(folder / "optimizer.safetensors")), meta)
+    return out
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = sorted((Path(run_dir) / "checkpoints").glob("step_*"))
+    return ckpts[-1] if ckpts else None

@@ -1,0 +1,94 @@
+"""The held-out report printed at the end of ``hssl train``: cross-modal retrieval for every
+modality pair (both directions) and zero-shot classification, each beside its chance level.
+
+Zero-shot prompts: the dataset's own ``class_prompts()`` when it has one (the built-in data), else
+``PROMPT_TEMPLATES`` filled with each label name; prompt embeddings of a class are averaged.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from hybridssl.evaluation.embed import Embeddings, embed_texts
+from hybridssl.evaluation.retrieval import bidirectional_retrieval
+from hybridssl.evaluation.zeroshot import class_embeddings, zero_shot_accuracy
+from hybridssl.models.hybrid import HybridModel
+from hybridssl.tokenizer import TextTokenizer
+
+PROMPT_TEMPLATES = ("a {}", "a photo of a {}", "the sound of a {}", "{}")
+ORDER = ("image", "text", "audio")
+
+
+def class_prompts(dataset, label_names: list[str] | None) -> dict[str, list[str]] | None:
+    fn = getattr(dataset, "class_prompts", None)
+    if callable(fn):
+        return fn()
+    if not label_names:
+        return None
+    return {name: [t.format(name) for t in PROMPT_TEMPLATES] for name in label_names}
+
+
+def retrieval_report(emb: Embeddings, ks=(1, 5, 10)) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    present = [m for m in ORDER if m in emb.by_modality]
+    for a, b in itertools.combinations(present, 2):
+        ea, eb, keys = emb.paired(a, b)
+        if len(keys) < 2:
+            continue
+        out.update(bidirectional_retrieval(ea, eb, keys, (a, b), ks=ks))
+    return out
+
+
+def zero_shot_report(model: HybridModel, tokenizer: TextTokenizer | None, emb: Embeddings,
+                     prompts: dict[str, list[str]] | None) -> dict[str, dict[str, float]]:
+    if tokenizer is None or prompts is None or "text" not in model.modalities:
+        return {}
+    names = list(prompts)
+    prompt_emb = {c: embed_texts(model, tokenizer, prompts[c]) for c in names}
+    _, cls_emb = class_embeddings(prompt_emb)
+    out = {}
+    for m in ("image", "audio"):
+        if m not in emb.by_modality:
+            continue
+        labels = emb.labels[emb.index[m]]
+        keep = labels >= 0
+        if keep.sum() == 0:
+            continue
+        out[m] = zero_shot_accuracy(emb.by_modality[m][keep], labels[keep], cls_emb)
+    return out
+
+
+def attribute_zero_shot_report(model: HybridModel, tokenizer: TextTokenizer | None, emb: Embeddings,
+                               dataset) -> dict[str, dict[str, dict[str, float]]]:
+    """Zero-shot classification of every scene attribute (datasets that describe items by attributes,
+    such as the built-in scenes): ``{attribute: {modality: metrics}}``. The labels come from each
+    item's scene key, the prompts from the dataset's caption vocabulary."""
+    prompts_fn = getattr(dataset, "attribute_prompts", None)
+    parse = getattr(dataset, "key_attributes", None)
+    if tokenizer is None or not callable(prompts_fn) or not callable(parse) or "text" not in model.modalities:
+        return {}
+    attrs = [parse(k) for k in emb.keys]
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for attribute, prompts in prompts_fn().items():
+        values = list(prompts)
+        _, cls_emb = class_embeddings({v: embed_texts(model, tokenizer, prompts[v]) for v in values})
+        labels = np.array([values.index(a[attribute]) for a in attrs], dtype=np.int64)
+        out[attribute] = {
+            m: zero_shot_accuracy(emb.by_modality[m], labels[emb.index[m]], cls_emb)
+            for m in ("image", "audio") if m in emb.by_modality
+        }
+    return out
+
+
+def heldout_report(model: HybridModel, tokenizer: TextTokenizer | None, emb: Embeddings, dataset,
+                   label_names: list[str] | None) -> dict[str, Any]:
+    return {
+        "retrieval": retrieval_report(emb),
+        "zero_shot": zero_shot_report(model, tokenizer, emb, class_prompts(dataset, label_names)),
+        "zero_shot_attributes": attribute_zero_shot_report(model, tokenizer, emb, dataset),
+        "n_items": len(emb.keys),
+        "skipped": emb.report.to_dict(),
+    }

@@ -1,0 +1,228 @@
+"""A training run end to end, as a library function (the CLI is a thin layer over it).
+
+``RUN_DIR`` layout::
+
+    config.yaml        resolved config (preprocessing spec included)
+    tokenizer.json     text tokenizer trained on the training captions
+    metrics.jsonl      one line per step (loss terms, weights, signals, lr, samples/s)
+    checkpoints/       step_XXXXXX/ (see hybridssl.checkpoint)
+    metrics.json       final held-out report + training summary
+    report.md          a short human-readable report
+    splits.json        the seeded train/val split (user data without a val spec)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hybridssl.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint
+from hybridssl.config import RunConfig, load_config, save_config
+from hybridssl.data.base import MultimodalDataset
+from hybridssl.data.batching import Collator, SafeDataset
+from hybridssl.data.splits import build_datasets
+from hybridssl.evaluation.embed import extract_embeddings
+from hybridssl.evaluation.heldout import heldout_report
+from hybridssl.models.hybrid import HybridModel
+from hybridssl.preprocessing import PreprocessSpec, log_mel, fit_waveform
+from hybridssl.tokenizer import TextTokenizer, train_tokenizer
+from hybridssl.trainer import StepLog, Trainer
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    cfg: RunConfig
+    model: HybridModel
+    tokenizer: TextTokenizer | None
+    state: dict[str, Any]
+
+    @property
+    def spec(self) -> PreprocessSpec:
+        return self.cfg.preprocess
+
+
+def fit_audio_normalisation(dataset: MultimodalDataset, spec: PreprocessSpec, n: int = 64) -> tuple[float, float]:
+    """Global mean/std of the log-mel over up to ``n`` training clips (skipping bad items)."""
+    safe = SafeDataset(dataset)
+    raw = PreprocessSpec.from_dict(spec.to_dict())
+    raw.audio.norm_mean, raw.audio.norm_std = 0.0, 1.0
+    values = []
+    for i in range(min(len(dataset), 4 * n)):
+        s = safe[i]
+        if getattr(s, "audio", None) is None:
+            continue
+        wave, _ = fit_waveform(torch.from_numpy(np.asarray(s.audio, dtype=np.float32)), s.sample_rate, raw.audio)
+        values.append(log_mel(wave, raw.audio).flatten())
+        if len(values) >= n:
+            break
+    if not values:
+        return spec.audio.norm_mean, spec.audio.norm_std
+    x = torch.cat(values)
+    return round(float(x.mean()), 4), round(max(float(x.std()), 1e-3), 4)
+
+
+def build_model(cfg: RunConfig, vocab_size: int, modalities: tuple[str, ...] | None = None) -> HybridModel:
+    mcfg = cfg.model
+    if modalities is not None:
+        from dataclasses import replace
+
+        mcfg = replace(mcfg, modalities=tuple(m for m in mcfg.modalities if m in modalities))
+        if not mcfg.modalities:
+            raise ValueError(f"the data carries {modalities}, none of the model's modalities {cfg.model.modalities}")
+    return HybridModel(mcfg, cfg.preprocess, vocab_size)
+
+
+def prepare(cfg: RunConfig, run_dir: Path) -> tuple[RunConfig, MultimodalDataset, MultimodalDataset, TextTokenizer | None]:
+    """Datasets, tokenizer and data-fitted preprocessing statistics of a new run."""
+    train_set, val_set = build_datasets(cfg.data, cfg.train.seed, run_dir)
+    tokenizer = None
+    if "text" in train_set.modalities and "text" in cfg.model.modalities:
+        ts = cfg.preprocess.text
+        tokenizer = TextTokenizer(train_tokenizer(train_set.captions(), ts.vocab_size, ts.model, ts.lowercase), ts.max_length)
+    if "audio" in train_set.modalities and "audio" in cfg.model.modalities:
+        cfg.preprocess.audio.norm_mean, cfg.preprocess.audio.norm_std = fit_audio_normalisation(train_set, cfg.preprocess)
+    return cfg, train_set, val_set, tokenizer
+
+
+def train_run(cfg: RunConfig, run_dir: Path, *, resume: bool = False,
+              on_step: Callable[[StepLog], None] | None = None,
+              on_start: Callable[[Trainer], None] | None = None) -> dict[str, Any]:
+    """Train (or resume) the run in ``run_dir`` and return its final metrics (also in metrics.json)."""
+    run_dir = Path(run_dir)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    if resume:
+        if ckpt is None:
+            raise FileNotFoundError(f"--resume: {run_dir} has no checkpoint to resume from")
+        saved = RunConfig.from_dict(load_checkpoint(ckpt)["state"]["config"])
+        saved.train.steps = cfg.train.steps  # the only thing a resume may change: how far to go
+        cfg = saved
+        train_set, val_set = build_datasets(cfg.data, cfg.train.seed, None)
+        tok_path = run_dir / "tokenizer.json"
+        tokenizer = TextTokenizer.from_file(tok_path, cfg.preprocess.text.max_length) if tok_path.exists() else None
+    else:
+        if (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
+            raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg, train_set, val_set, tokenizer = prepare(cfg, run_dir)
+        if tokenizer is not None:
+            tokenizer.save(run_dir / "tokenizer.json")
+    save_config(cfg, run_dir / "config.yaml")
+    torch.manual_seed(cfg.train.seed)  # the initial weights are a function of the seed alone
+    model = build_model(cfg, tokenizer.vocab_size if tokenizer else 0, train_set.modalities)
+    trainer = Trainer(cfg, run_dir, train_set, tokenizer, model)
+    if ckpt is not None:
+        trainer.load(ckpt)
+    else:
+        trainer.state.report.merge(train_set.load_report)  # index rows skipped while parsing the data
+    if on_start:
+        on_start(trainer)
+    t0 = time.perf_counter()
+    start_samples = trainer.state.samples_seen
+    trainer.fit(on_step)
+    train_seconds = time.perf_counter() - t0
+    report = evaluate_heldout(trainer.task.model, tokenizer, val_set, cfg)
+    metrics = {
+        "run": str(run_dir),
+        "steps": trainer.state.step,
+        "train_seconds": round(train_seconds, 2),
+        "samples_per_s": round((trainer.state.samples_seen - start_samples) / max(train_seconds, 1e-9), 2),
+        "skipped_steps": trainer.state.bad_steps,
+        "data_report": trainer.state.report.to_dict(),
+        "heldout": report,
+        "parameters": {m: count_parameters(model, m) for m in model.modalities},
+    }
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+    atomic_write_text(run_dir / "report.md", render_report(cfg, metrics))
+    return metrics
+
+
+def evaluate_heldout(model: HybridModel, tokenizer: TextTokenizer | None, val_set, cfg: RunConfig) -> dict[str, Any]:
+    emb = extract_embeddings(model, val_set, cfg.preprocess, tokenizer, limit=cfg.train.eval_size,
+                             num_workers=cfg.data.num_workers)
+    return heldout_report(model, tokenizer, emb, val_set, val_set.label_names)
+
+
+def count_parameters(model: HybridModel, modality: str) -> int:
+    """Parameters of one inference tower: its encoder, the shared trunk, its norm and head."""
+    mods = [model.encoders[modality], model.norms[modality], model.heads[modality], model.trunk]
+    return sum(p.numel() for mod in mods for p in mod.parameters())
+
+
+def load_run(run_dir: Path, checkpoint: str | None = None, ema: bool = False, device: str = "cpu") -> LoadedRun:
+    """Rebuild a trained model from a run directory (safetensors + JSON only, never pickle)."""
+    run_dir = Path(run_dir)
+    folder = run_dir / "checkpoints" / checkpoint if checkpoint else latest_checkpoint(run_dir)
+    if folder is None or not folder.exists():
+        raise FileNotFoundError(f"{run_dir} holds no checkpoint (expected {run_dir}/checkpoints/step_*)")
+    ck = load_checkpoint(folder)
+    state = ck["state"]
+    cfg = RunConfig.from_dict(state["config"])
+    tokenizer = None
+    if "tokenizer_json" in ck:
+        from tokenizers import Tokenizer
+
+        tokenizer = TextTokenizer(Tokenizer.from_str(ck["tokenizer_json"]), cfg.preprocess.text.max_length)
+    model = build_model(cfg, int(state.get("vocab_size", 0)), tuple(state["modalities"]))
+    weights = ck["ema"] if ema and "ema" in ck else {
+        k[len("model."):]: v for k, v in ck["model"].items() if k.startswith("model.")
+    }
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {folder} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.to(device).eval()
+    return LoadedRun(run_dir, cfg, model, tokenizer, state)
+
+
+def render_report(cfg: RunConfig, metrics: dict[str, Any]) -> str:
+    lines = [f"# Run {cfg.name}", "", f"- steps: {metrics['steps']}, train time {metrics['train_seconds']} s, "
+             f"{metrics['samples_per_s']} samples/s", f"- skipped steps (non-finite): {metrics['skipped_steps']}",
+             f"- data: skipped {metrics['data_report']['skipped']}, repaired {metrics['data_report']['repaired']}", "",
+             "## Held-out retrieval", "", "| direction | R@1 | R@5 | R@10 | chance R@1 | median rank |", "|---|---|---|---|---|---|"]
+    for name, r in metrics["heldout"]["retrieval"].items():
+        lines.append(f"| {name} | {r['R@1']:.1f} | {r['R@5']:.1f} | {r['R@10']:.1f} | {r['chance_R@1']:.2f} | {r['median_rank']:.0f} |")
+    lines += ["", "## Zero-shot", "", "| modality | accuracy | macro-F1 | chance |", "|---|---|---|---|"]
+    for m, z in metrics["heldout"]["zero_shot"].items():
+        lines.append(f"| {m} | {z['accuracy']:.1f} | {z['macro_f1']:.1f} | {z['chance']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    """What ``hssl info`` shows: config, checkpoints, last logged step, final metrics."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.yaml)")
+    cfg = load_config(run_dir / "config.yaml")
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").glob("step_*")) if (run_dir / "checkpoints").exists() else []
+    last_log: dict[str, Any] = {}
+    if (run_dir / "metrics.jsonl").exists():
+        lines = (run_dir / "metrics.jsonl").read_text().strip().splitlines()
+        if lines:
+            last_log = json.loads(lines[-1])
+    overview = {
+        "preset": cfg.name,
+        "data": cfg.data.train,
+        "modalities": ", ".join(cfg.model.modalities),
+        "model": f"width {cfg.model.width}, depth {cfg.model.depth} (shared {cfg.model.shared_depth}), "
+                 f"embed {cfg.model.embed_dim}, generative {cfg.model.generative}/{cfg.model.text_generative}",
+        "weighting": cfg.weighting.strategy,
+        "steps": f"{last_log.get('step', 0)} / {cfg.train.steps}",
+        "last loss": f"{last_log.get('loss', float('nan')):.4f}" if last_log else "-",
+        "last weights": ", ".join(f"{k}={v:.2f}" for k, v in last_log.get("weights", {}).items()),
+        "checkpoints": ", ".join(ckpts) or "none",
+    }
+    out: dict[str, Any] = {"overview": overview, "config": cfg.to_dict()}
+    if (run_dir / "metrics.json").exists():
+        out["metrics"] = json.loads((run_dir / "metrics.json").read_text())
+        params = out["metrics"].get("parameters", {})
+        overview["parameters per tower"] = ", ".join(f"{m} {n / 1e6:.2f} M" for m, n in params.items())
+    return out

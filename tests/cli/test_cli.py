@@ -1,0 +1,64 @@
+"""The `hssl` commands, in-process through ``cli.main.main``, on tiny runs."""
+
+import json
+
+import pytest
+
+from cli.main import main
+
+TINY = ["--config", "tiny", "--set", "data.train_size=48", "--set", "data.val_size=24", "--set", "train.eval_size=24",
+        "--set", "train.batch_size=8", "--no-progress"]
+
+
+@pytest.mark.slow
+def test_train_info_and_resume(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--steps", "2", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "Held-out cross-modal retrieval" in out and "image->text" in out
+    assert main(["train", *TINY, "--steps", "3", "--out", str(run), "--resume"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 3
+    capsys.readouterr()
+    assert main(["info", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "3 / 3" in out and "step_000003" in out
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    assert main(["train", "--config", "nope"]) == 2
+    assert "unknown preset" in capsys.readouterr().out
+    assert main(["train", *TINY, "--set", "train.stepz=1", "--out", str(tmp_path / "x")]) == 2
+    assert "train.stepz" in capsys.readouterr().out
+    assert main(["info", str(tmp_path / "missing")]) == 2
+    assert "not a run directory" in capsys.readouterr().out
+    assert main(["train", *TINY, "--data", f"manifest:{tmp_path / 'none.jsonl'}", "--out", str(tmp_path / "y")]) == 2
+    assert "none.jsonl" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_train_on_a_user_manifest(tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+    from PIL import Image
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        colour = ["red", "blue"][i % 2]
+        img = np.zeros((40, 40, 3), np.uint8)
+        img[..., 0 if colour == "red" else 2] = 200
+        Image.fromarray(img).save(tmp_path / f"{i}.png")
+        sf.write(tmp_path / f"{i}.wav", (rng.standard_normal((8000, 2)) * 0.1).astype("float32"), 8000)
+        rows.append({"image": f"{i}.png", "caption": f"a {colour} picture number {i}", "audio": f"{i}.wav", "label": colour})
+    rows.append({"image": "missing.png", "caption": "lost"})
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    rows.append({"image": "broken.png", "caption": "broken"})
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
+    run = tmp_path / "run"
+    code = main(["train", *TINY, "--data", f"manifest:{tmp_path / 'm.jsonl'}", "--steps", "3", "--out", str(run)])
+    assert code == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (run / "splits.json").is_file()
+    report = metrics["data_report"]
+    assert report["repaired"].get("resampled", 0) > 0 and report["repaired"].get("mono_mixed", 0) > 0
+    assert report["total_skipped"] >= 1

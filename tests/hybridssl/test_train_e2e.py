@@ -1,0 +1,87 @@
+"""A tiny end-to-end run, exact resume (N + resume N == 2N), and the non-finite-loss guard."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hybridssl.config import load_config
+from hybridssl.run import load_run, train_run
+from hybridssl.trainer import NonFiniteLossError
+
+TINY = ["data.train_size=64", "data.val_size=32", "train.eval_size=32", "train.batch_size=8", "train.ckpt_every=0"]
+
+
+def _weights(run_dir):
+    last = sorted((run_dir / "checkpoints").glob("step_*"))[-1]
+    return load_file(str(last / "model.safetensors")), last.name
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_everything(tmp_path):
+    cfg = load_config("tiny", TINY + ["train.steps=4", "train.ckpt_every=2"])
+    metrics = train_run(cfg, tmp_path / "run")
+    run = tmp_path / "run"
+    for f in ("config.yaml", "tokenizer.json", "metrics.jsonl", "metrics.json", "report.md"):
+        assert (run / f).is_file(), f
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_000002", "step_000004"]
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3, 4]
+    assert set(lines[0]["weights"]) == set(lines[0]["parts"]) and "contrastive/image-text" in lines[0]["parts"]
+    assert {"image->text", "text->image", "audio->image", "image->audio"} <= set(metrics["heldout"]["retrieval"])
+    assert "image" in metrics["heldout"]["zero_shot"]
+    loaded = load_run(run)
+    assert loaded.model.embed("image", torch.zeros(1, 3, 32, 32)).shape == (1, cfg.model.embed_dim)
+    with pytest.raises(FileExistsError):
+        train_run(cfg, run)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", [[], ["weighting.strategy=dwa", "weighting.options={period: 1}", "train.ema_decay=0.9"]])
+def test_resume_is_exact(tmp_path, extra):
+    full = load_config("tiny", TINY + ["train.steps=6"] + extra)
+    train_run(full, tmp_path / "full")
+    half = load_config("tiny", TINY + ["train.steps=3"] + extra)
+    train_run(half, tmp_path / "split")
+    train_run(load_config("tiny", TINY + ["train.steps=6"] + extra), tmp_path / "split", resume=True)
+    (a, name_a), (b, name_b) = _weights(tmp_path / "full"), _weights(tmp_path / "split")
+    assert name_a == name_b == "step_000006"
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6, rtol=0), k
+    la = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    lb = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["loss"] for x in la] == pytest.approx([json.loads(x)["loss"] for x in lb], rel=1e-5)
+
+
+def test_resume_without_checkpoint_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train_run(load_config("tiny", TINY), tmp_path / "empty", resume=True)
+
+
+@pytest.mark.slow
+def test_non_finite_losses_are_skipped_then_abort(tmp_path, monkeypatch):
+    from hybridssl import task as task_mod
+
+    real = task_mod.HybridTask.forward
+    calls = {"n": 0}
+
+    def poisoned(self, batch, step, generator=None):
+        out = real(self, batch, step, generator)
+        calls["n"] += 1
+        if calls["n"] in (2, 3):
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(task_mod.HybridTask, "forward", poisoned)
+    metrics = train_run(load_config("tiny", TINY + ["train.steps=5"]), tmp_path / "nan")
+    assert metrics["skipped_steps"] == 2
+    lines = [json.loads(x) for x in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["skipped_steps"] for x in lines] == [0, 1, 2, 2, 2]
+
+    calls["n"] = 0
+    monkeypatch.setattr(task_mod.HybridTask, "forward",
+                        lambda self, b, s, g=None: (lambda o: (setattr(o, "loss", o.loss * float("inf")), o)[1])(real(self, b, s, g)))
+    with pytest.raises(NonFiniteLossError, match="max_bad_steps"):
+        train_run(load_config("tiny", TINY + ["train.steps=5", "train.max_bad_steps=2"]), tmp_path / "inf")
