@@ -6,8 +6,10 @@ import sys
 
 import typer
 
+from cli.ablate import ablate
 from cli.console import console
 from cli.demo import demo
+from cli.evaluate import evaluate
 from cli.info import info
 from cli.train import train
 
@@ -21,6 +23,8 @@ app = typer.Typer(
 app.command(help="Train the hybrid model (default: the small preset on the built-in dataset).")(train)
 app.command(help="Summarise a run directory.")(info)
 app.command(help="Run the whole pipeline end to end on the built-in dataset.")(demo)
+app.command(name="eval", help="Evaluate a run: retrieval, zero-shot, low-label protocols, embedding quality.")(evaluate)
+app.command(help="Reproduce the ablation: full vs contrastive-only vs generative-only vs no dynamic weighting.")(ablate)
 
 # Errors a user can cause: one clear line, exit code 2, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)

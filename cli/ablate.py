@@ -1,0 +1,45 @@
+"""`hssl ablate`: the seed paper's ablation table (full / contrastive only / generative only / no dynamic weighting)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cli.console import console
+
+
+def ablate(
+    config: Annotated[str, typer.Option("--config", "-c", help="base preset or YAML file")] = "small",
+    data: Annotated[Optional[list[str]], typer.Option("--data", help="dataset spec (repeat for a column per dataset)")] = None,
+    seeds: Annotated[int, typer.Option(help="number of seeds (0..N-1)")] = 3,
+    quick: Annotated[bool, typer.Option("--quick", help="the ~3-minute budget")] = False,
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/ablation"),
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="extra config override for every variant")] = None,
+) -> None:
+    from hybridssl.ablation import METRIC_NAMES, VARIANTS, run_ablation
+
+    if seeds < 1:
+        raise ValueError("--seeds must be at least 1")
+    with Progress(TextColumn("[bold]ablate"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("", total=None)
+
+        def on_event(what: str, done: int, total: int) -> None:
+            bar.update(task, description=what, completed=done, total=total)
+
+        result = run_ablation(config, data or ["builtin"], tuple(range(seeds)), out, quick, set_ or [], on_event)
+    for spec, per in result["table"].items():
+        metrics = [m for m in METRIC_NAMES if any(m in v for v in per.values())]
+        t = Table(title=f"Ablation on {spec} (%, mean ± std over {seeds} seed(s))")
+        t.add_column("variant")
+        for m in metrics:
+            t.add_column(METRIC_NAMES[m], justify="right")
+        for variant in VARIANTS:
+            stats = per.get(variant, {})
+            t.add_row(variant, *[f"{stats[m]['mean']:.1f} ± {stats[m]['std']:.1f}" if m in stats else "–" for m in metrics])
+        console.print(t)
+    console.print(f"wrote {out / 'ablation.md'}, {out / 'ablation.json'}, {out / 'ablation.png'} ({result['seconds']:.0f} s)")

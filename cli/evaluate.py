@@ -1,0 +1,124 @@
+"""`hssl eval RUN_DIR`: retrieval, zero-shot, low-label protocols and embedding quality of a run.
+
+A thin layer over :func:`hybridssl.evaluation.protocols.evaluate_run`: parses the options, shows a
+progress bar, renders the returned dict as rich tables and says where the files went.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cli.console import console, retrieval_table, skip_table, zero_shot_table
+
+
+def parse_fractions(text: str) -> tuple[float, ...]:
+    """``"0.01,0.05,1"`` → (0.01, 0.05, 1.0); every value must lie in (0, 1]."""
+    from hybridssl.evaluation.protocols import check_fractions
+
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    values = []
+    for t in items:
+        try:
+            values.append(float(t))
+        except ValueError:
+            raise ValueError(f"--fractions: {t!r} is not a number (expected e.g. 0.01,0.05,0.1,1.0)") from None
+    try:
+        return check_fractions(values)
+    except ValueError as e:
+        raise ValueError(f"--fractions: {e}") from None
+
+
+def _pm(summary: dict[str, Any] | None) -> str:
+    return "-" if summary is None else f"{summary['mean']:.1f} ± {summary['std']:.1f}"
+
+
+def low_label_table(low: dict[str, Any]) -> Table:
+    t = Table(title=f"Low-label protocols, {low.get('modality', '?')} tower (%, mean ± std over seeds; "
+                    f"chance {low.get('chance', float('nan')):.1f})")
+    for col in ("protocol", "labels", "train n", "accuracy", "macro-F1", "missing cls"):
+        t.add_column(col, justify="left" if col == "protocol" else "right", no_wrap=True)
+    for name, by_fraction in low.get("protocols", {}).items():
+        for f, r in sorted(by_fraction.items(), key=lambda kv: float(kv[0])):
+            missing = max((len(m) for m in r["missing_classes"]), default=0)
+            t.add_row(name, f"{100 * float(f):g}%", "/".join(str(n) for n in sorted(set(r["n_train"]))),
+                      _pm(r["accuracy"]), _pm(r["macro_f1"]), "skipped" if r.get("skipped") else str(missing))
+    return t
+
+
+def quality_table(quality: dict[str, Any]) -> Table:
+    t = Table(title="Embedding quality, test split (alignment and uniformity: lower is better)")
+    for col in ("pair / modality", "alignment", "uniformity", "eff. rank / dim", "n"):
+        t.add_column(col, justify="left" if col == "pair / modality" else "right", no_wrap=True)
+    for pair, q in quality.get("pairs", {}).items():
+        t.add_row(pair, f"{q['alignment']:.3f}", " / ".join(f"{v:.3f}" for v in q["uniformity"].values()), "",
+                  str(q["n"]))
+    for m, q in quality.get("modalities", {}).items():
+        t.add_row(m, "", f"{q['uniformity']:.3f}", f"{q['effective_rank']:.1f} / {q['dim']}", str(q["n"]))
+    return t
+
+
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory written by hssl train")],
+    data: Annotated[Optional[str], typer.Option(help="evaluation data spec (default: the run's data; built-in: "
+                                                     "pool = val split, test = test split; other data: seeded 80/20 split)")] = None,
+    fractions: Annotated[str, typer.Option(help="label fractions in (0, 1], comma-separated")] = "0.01,0.05,0.1,1.0",
+    seeds: Annotated[int, typer.Option(help="number of seeds (0, 1, …) per fraction")] = 3,
+    finetune: Annotated[bool, typer.Option("--finetune/--no-finetune", help="also fine-tune the tower (unfrozen)")] = True,
+    finetune_steps: Annotated[int, typer.Option(help="optimizer steps per fine-tuning run")] = 100,
+    encoder_lr: Annotated[float, typer.Option(help="fine-tuning learning rate of the encoder")] = 1e-4,
+    head_lr: Annotated[float, typer.Option(help="fine-tuning learning rate of the linear head")] = 1e-3,
+    prompts: Annotated[Optional[str], typer.Option(help="zero-shot prompt templates, comma-separated, e.g. "
+                                                        "'a {},a photo of a {}' (default: the dataset's prompts)")] = None,
+    pool_size: Annotated[int, typer.Option(help="built-in data: labelled pool size")] = 2000,
+    test_size: Annotated[int, typer.Option(help="built-in data: test split size")] = 1000,
+    modality: Annotated[Optional[str], typer.Option(help="tower for the low-label protocols (default image, "
+                                                         "else audio, else text)")] = None,
+    checkpoint: Annotated[Optional[str], typer.Option(help="checkpoint folder name (default: the latest)")] = None,
+    splits: Annotated[Optional[Path], typer.Option(help="reuse the label splits of an earlier splits.json")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="output folder (default RUN_DIR/eval)")] = None,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default)")] = 0,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bar")] = False,
+) -> None:
+    from hybridssl.evaluation.finetune import FinetuneConfig
+    from hybridssl.evaluation.protocols import evaluate_run
+
+    fracs = parse_fractions(fractions)
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    templates = prompts.split(",") if prompts is not None else None
+    ft_cfg = FinetuneConfig(steps=finetune_steps, lr_encoder=encoder_lr, lr_head=head_lr)
+    console.print(f"[bold]hssl eval[/] {run_dir}: fractions {', '.join(f'{f:g}' for f in fracs)}, {seeds} seed(s), "
+                  f"fine-tuning {'on' if finetune else 'off'}")
+    bar = Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                   TimeElapsedColumn(), console=console, disable=no_progress, transient=False)
+    task = bar.add_task("loading", total=None)
+
+    def on_progress(what: str, done: int, total: int) -> None:
+        bar.update(task, description=what, completed=done, total=total)
+
+    with bar:
+        result = evaluate_run(run_dir, data=data, fractions=fracs, seeds=tuple(range(seeds)), finetune=finetune,
+                              finetune_steps=finetune_steps, prompts=templates, out_dir=out, pool_size=pool_size,
+                              test_size=test_size, progress=on_progress, modality=modality, checkpoint=checkpoint,
+                              splits_file=splits, finetune_config=ft_cfg, threads=threads)
+    console.print(f"data: {result['data']['description']}")
+    console.print(retrieval_table(result))
+    console.print(zero_shot_table(result))
+    low = result["low_label"]
+    if "protocols" in low:
+        console.print(low_label_table(low))
+    else:
+        console.print(f"[yellow]low-label protocols skipped: {low.get('skipped')}[/]")
+    console.print(quality_table(result["quality"]))
+    for part in ("pool", "test"):
+        skipped = skip_table(result["data"]["skipped"][part], f"{part} items skipped / repaired")
+        if skipped is not None:
+            console.print(skipped)
+    console.print(f"evaluation took {result['seconds']['total']:.0f} s; files written:")
+    for name, path in result["files"].items():
+        console.print(f"  {name}: [bold]{path}[/]")

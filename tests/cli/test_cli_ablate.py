@@ -1,0 +1,31 @@
+"""`hssl ablate --quick` end to end on the tiny preset (one seed): every variant trains, is evaluated,
+and lands in ablation.md / .json / .png with the losses the variant promises."""
+
+import json
+
+import pytest
+
+from cli.main import main
+from hybridssl.ablation import VARIANTS
+
+
+@pytest.mark.slow
+def test_ablate_quick_tiny(tmp_path, capsys):
+    out = tmp_path / "abl"
+    assert main(["ablate", "--config", "tiny", "--quick", "--seeds", "1", "--out", str(out)]) == 0
+    result = json.loads((out / "ablation.json").read_text())
+    table = result["table"]["builtin"]
+    assert set(table) == set(VARIANTS)
+    for variant, metrics in table.items():
+        assert {"linear_probe@0.05", "linear_probe@0.1", "knn@0.1", "retrieval_R@1"} <= set(metrics), variant
+        assert metrics["linear_probe@0.1"]["n"] == 1
+    # each variant trained the objective it names
+    parts = {v: json.loads((out / "builtin" / v / "seed0" / "metrics.jsonl").read_text().splitlines()[0])["parts"]
+             for v in VARIANTS}
+    assert not any(k.startswith("contrastive") for k in parts["generative-only"])
+    assert all(k.startswith("contrastive") for k in parts["contrastive-only"])
+    assert set(json.loads((out / "builtin" / "no-dynamic-weighting" / "seed0" / "metrics.jsonl").read_text()
+                          .splitlines()[0])["weights"].values()) == {1.0}
+    assert "| full |" in (out / "ablation.md").read_text()
+    assert (out / "ablation.png").stat().st_size > 1000
+    assert "Ablation on builtin" in capsys.readouterr().out
