@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hybridssl.data.base import MultimodalDataset, check_modalities, resolve_labels
+from hybridssl.data.base import RecordDataset, check_modalities, resolve_labels
 from hybridssl.data.manifest import read_csv_table
 from hybridssl.data.readers import clean_caption, read_audio, read_image, require_usable
 from hybridssl.data.sample import BadItem, Sample
@@ -68,7 +68,7 @@ def middle_frame(folder: Path, uid: str) -> Path:
     return frames[len(frames) // 2]
 
 
-class AudioVisualClipsDataset(MultimodalDataset):
+class AudioVisualClipsDataset(RecordDataset):
     """Audio + one video frame (+ optional caption) per labelled clip (see the module docstring)."""
 
     def __init__(
@@ -107,9 +107,9 @@ class AudioVisualClipsDataset(MultimodalDataset):
         )
         for c, lab in zip(clips, labels):
             c.label = lab
-        self._clips = [c for c, k in zip(clips, keep) if k]
+        self._records = [c for c, k in zip(clips, keep) if k]
         present = set()
-        for c in self._clips:
+        for c in self._records:
             present.update(
                 m for m, v in (("image", c.image or c.frames), ("text", c.caption), ("audio", c.audio)) if v
             )
@@ -148,17 +148,8 @@ class AudioVisualClipsDataset(MultimodalDataset):
             return None
         return clip
 
-    def __len__(self) -> int:
-        return len(self._clips)
-
-    def caption_at(self, i: int) -> str | None:
-        return self._clips[self._check_index(i)].caption
-
-    def label_at(self, i: int) -> int | None:
-        return self._clips[self._check_index(i)].label
-
     def __getitem__(self, i: int) -> Sample:
-        c = self._clips[self._check_index(i)]
+        c = self.record(i)
         repairs: list[str] = []
         meta: dict[str, Any] = {"repairs": repairs, "line": c.line, "source": str(self.csv_path)}
         image = audio = rate = None

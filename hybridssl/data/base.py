@@ -199,3 +199,22 @@ def caption_or_drop(text: object, uid: str, report: SkipReport) -> str | None:
     if cleaned is None:
         report.repair("empty_caption_dropped")
     return cleaned
+
+
+class RecordDataset(MultimodalDataset):
+    """A dataset whose parsed index is a list ``self._records`` of records that carry ``caption``
+    and ``label`` attributes (one record per item): length and index-only access come for free."""
+
+    _records: Sequence = ()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def record(self, i: int):
+        return self._records[self._check_index(i)]
+
+    def caption_at(self, i: int) -> str | None:
+        return self.record(i).caption
+
+    def label_at(self, i: int) -> int | None:
+        return self.record(i).label

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hybridssl.data.base import MultimodalDataset, check_modalities, resolve_labels
+from hybridssl.data.base import RecordDataset, check_modalities, resolve_labels
 from hybridssl.data.readers import clean_caption, read_audio, read_image, require_usable
 from hybridssl.data.sample import BadItem, Sample, SkipReport
 
@@ -221,7 +221,7 @@ def _parse_row(line: int, obj: dict[str, Any], root: Path, report: SkipReport) -
 # ----------------------------------------------------------------------------- dataset
 
 
-class ManifestDataset(MultimodalDataset):
+class ManifestDataset(RecordDataset):
     """Items listed in a JSONL or CSV manifest (see the module docstring)."""
 
     def __init__(
@@ -265,23 +265,14 @@ class ManifestDataset(MultimodalDataset):
         )
         for r, lab in zip(rows, labels):
             r.label = lab
-        self._rows = [r for r, k in zip(rows, keep) if k]
+        self._records = [r for r, k in zip(rows, keep) if k]
         present = set()
-        for r in self._rows:
+        for r in self._records:
             present.update(m for m, v in (("image", r.image), ("text", r.caption), ("audio", r.audio)) if v)
         self.modalities = check_modalities(sorted(present))
 
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def caption_at(self, i: int) -> str | None:
-        return self._rows[self._check_index(i)].caption
-
-    def label_at(self, i: int) -> int | None:
-        return self._rows[self._check_index(i)].label
-
     def __getitem__(self, i: int) -> Sample:
-        row = self._rows[self._check_index(i)]
+        row = self.record(i)
         repairs: list[str] = []
         image = audio = rate = None
         if row.image is not None:

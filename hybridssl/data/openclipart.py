@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hybridssl.data.base import MultimodalDataset, check_modalities, resolve_labels
+from hybridssl.data.base import RecordDataset, check_modalities, resolve_labels
 from hybridssl.data.readers import clean_caption, read_image, require_usable
 from hybridssl.data.sample import Sample
 
@@ -128,7 +128,7 @@ def make_caption(title: str | None, description: str | None) -> str | None:
     return f"{title}{' ' if title[-1] in '.!?' else '. '}{description}"
 
 
-class Openclipart(MultimodalDataset):
+class Openclipart(RecordDataset):
     """Openclipart PNGs with their embedded title / description as caption (module docstring)."""
 
     def __init__(self, root: str | Path = DEFAULT_ROOT, dedupe: bool = True, max_pixels: int = 64_000_000) -> None:
@@ -150,8 +150,8 @@ class Openclipart(MultimodalDataset):
         for c, lab in zip(clips, labels):
             c.label = lab
         self.label_names = names or None
-        self._clips = [c for c, k in zip(clips, keep) if k]
-        self.modalities = check_modalities(["image", "text"] if self._clips else [])
+        self._records = [c for c, k in zip(clips, keep) if k]
+        self.modalities = check_modalities(["image", "text"] if self._records else [])
 
     # -- index building ---------------------------------------------------------------------------------
     def _png_paths(self) -> list[Path]:
@@ -199,17 +199,8 @@ class Openclipart(MultimodalDataset):
         )
 
     # -- the Dataset protocol -------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self._clips)
-
-    def caption_at(self, i: int) -> str | None:
-        return self._clips[self._check_index(i)].caption
-
-    def label_at(self, i: int) -> int | None:
-        return self._clips[self._check_index(i)].label
-
     def __getitem__(self, i: int) -> Sample:
-        c = self._clips[self._check_index(i)]
+        c = self.record(i)
         image = read_image(c.path, c.uid, max_pixels=self.max_pixels)  # (H, W, 3) uint8
         meta: dict[str, Any] = {
             "source": str(c.path), "subcategory": c.subcategory, "title": c.title,

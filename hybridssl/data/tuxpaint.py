@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hybridssl.data.base import MultimodalDataset, caption_or_drop, check_modalities, resolve_labels
+from hybridssl.data.base import RecordDataset, caption_or_drop, check_modalities, resolve_labels
 from hybridssl.data.readers import read_audio, read_image, require_usable
 from hybridssl.data.sample import Sample
 
@@ -85,7 +85,7 @@ def _speech_names(stem: str, lang: str) -> list[str]:
     return [f"{stem}{t}{ext}" for t in tags for ext in AUDIO_EXTS]
 
 
-class TuxPaintStamps(MultimodalDataset):
+class TuxPaintStamps(RecordDataset):
     """Tux Paint stamps as image + English caption (+ spoken description) items (module docstring)."""
 
     def __init__(
@@ -117,10 +117,10 @@ class TuxPaintStamps(MultimodalDataset):
         self.label_names = names or None
         for s, lab in zip(stamps, labels):
             s.label = lab
-        self._stamps = [s for s, k in zip(stamps, keep) if k]
-        present = {"image"} if self._stamps else set()
-        present |= {"text"} if any(s.caption for s in self._stamps) else set()
-        present |= {"audio"} if any(s.audio for s in self._stamps) else set()
+        self._records = [s for s, k in zip(stamps, keep) if k]
+        present = {"image"} if self._records else set()
+        present |= {"text"} if any(s.caption for s in self._records) else set()
+        present |= {"audio"} if any(s.audio for s in self._records) else set()
         self.modalities = check_modalities(sorted(present))
 
     # -- index building ---------------------------------------------------------------------------------
@@ -191,17 +191,8 @@ class TuxPaintStamps(MultimodalDataset):
         return None, None
 
     # -- the Dataset protocol -------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self._stamps)
-
-    def caption_at(self, i: int) -> str | None:
-        return self._stamps[self._check_index(i)].caption
-
-    def label_at(self, i: int) -> int | None:
-        return self._stamps[self._check_index(i)].label
-
     def __getitem__(self, i: int) -> Sample:
-        s = self._stamps[self._check_index(i)]
+        s = self.record(i)
         image = read_image(s.image, s.uid, max_pixels=self.max_pixels)  # (H, W, 3) uint8
         audio = rate = None
         repairs: list[str] = []

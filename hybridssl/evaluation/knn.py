@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from hybridssl.evaluation.probes import _check_features, _check_labels, _check_n_classes
+from hybridssl.evaluation.probes import _check_features, _check_labels, _check_n_classes, check_splits
 from hybridssl.evaluation.zeroshot import macro_f1
 
 
@@ -114,14 +114,8 @@ def knn_classify(
         raise ValueError("k_grid is empty")
     for k in grid:
         _check_knn_args(k, tau, chunk_size)
-    train_x = _check_features("train_x", train_x)
-    val_x = _check_features("val_x", val_x)
-    test_x = _check_features("test_x", test_x)
-    if not (val_x.shape[1] == test_x.shape[1] == train_x.shape[1]):
-        raise ValueError(f"feature dims differ: train {train_x.shape[1]}, val {val_x.shape[1]}, test {test_x.shape[1]}")
-    train_y = _check_labels("train_y", train_y, train_x.shape[0], n_classes)
-    val_y = _check_labels("val_y", val_y, val_x.shape[0], n_classes)
-    test_y = _check_labels("test_y", test_y, test_x.shape[0], n_classes)
+    train_x, train_y, val_x, val_y, test_x, test_y = check_splits(
+        train_x, train_y, val_x, val_y, test_x, test_y, n_classes)
 
     train = _l2_normalise("train_x", train_x)
     ytrain = torch.from_numpy(train_y)

@@ -143,6 +143,20 @@ def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
     return float(100.0 * np.mean(pred == y))
 
 
+def check_splits(train_x, train_y, val_x, val_y, test_x, test_y, n_classes: int, allow_empty_val: bool = False):
+    """Validate the (features, labels) of the train/val/test splits of one protocol run; returns them
+    as checked arrays: features (n, D) of one common D, labels in [0, n_classes)."""
+    train_x = _check_features("train_x", train_x)
+    val_x = _check_features("val_x", val_x, allow_empty=allow_empty_val)
+    test_x = _check_features("test_x", test_x)
+    if not (val_x.shape[1] == test_x.shape[1] == train_x.shape[1]):
+        raise ValueError(f"feature dims differ: train {train_x.shape[1]}, val {val_x.shape[1]}, test {test_x.shape[1]}")
+    train_y = _check_labels("train_y", train_y, train_x.shape[0], n_classes)
+    val_y = _check_labels("val_y", val_y, val_x.shape[0], n_classes)
+    test_y = _check_labels("test_y", test_y, test_x.shape[0], n_classes)
+    return train_x, train_y, val_x, val_y, test_x, test_y
+
+
 def linear_probe(
     train_x: np.ndarray, train_y: np.ndarray,
     val_x: np.ndarray, val_y: np.ndarray,
@@ -158,14 +172,8 @@ def linear_probe(
     single-value grid (then "val_accuracy" is NaN).
     """
     n_classes = _check_n_classes(n_classes)
-    train_x = _check_features("train_x", train_x)
-    val_x = _check_features("val_x", val_x, allow_empty=True)
-    test_x = _check_features("test_x", test_x)
-    if not (val_x.shape[1] == test_x.shape[1] == train_x.shape[1]):
-        raise ValueError(f"feature dims differ: train {train_x.shape[1]}, val {val_x.shape[1]}, test {test_x.shape[1]}")
-    train_y = _check_labels("train_y", train_y, train_x.shape[0], n_classes)
-    val_y = _check_labels("val_y", val_y, val_x.shape[0], n_classes)
-    test_y = _check_labels("test_y", test_y, test_x.shape[0], n_classes)
+    train_x, train_y, val_x, val_y, test_x, test_y = check_splits(
+        train_x, train_y, val_x, val_y, test_x, test_y, n_classes, allow_empty_val=True)
     grid = [float(v) for v in l2_grid]
     if not grid:
         raise ValueError("l2_grid is empty")

@@ -40,7 +40,7 @@ import numpy as np
 DEFAULT_CHUNK = 256
 
 
-def _as_matrix(x: np.ndarray, name: str) -> np.ndarray:
+def unit_rows(x: np.ndarray, name: str) -> np.ndarray:
     """Validate a (N, D) finite, non-empty array and return it L2-normalised in float64."""
     x = np.asarray(x)
     if x.ndim != 2:
@@ -84,8 +84,8 @@ def _encode_keys(query_keys: Sequence[str], gallery_keys: Sequence[str]) -> tupl
 
 def _validate(queries: np.ndarray, gallery: np.ndarray, query_keys: Sequence[str],
               gallery_keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    q = _as_matrix(queries, "queries")                            # (Q, D)
-    g = _as_matrix(gallery, "gallery")                            # (G, D)
+    q = unit_rows(queries, "queries")                            # (Q, D)
+    g = unit_rows(gallery, "gallery")                            # (G, D)
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"embedding dims differ: queries D={q.shape[1]}, gallery D={g.shape[1]}")
     if len(query_keys) != q.shape[0]:

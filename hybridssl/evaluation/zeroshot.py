@@ -18,21 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _normalise_rows(x: np.ndarray, name: str) -> np.ndarray:
-    """Validate a finite non-empty (N, D) array and return it L2-normalised (float64)."""
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (N, D), got shape {x.shape}")
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {x.shape})")
-    x = x.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)             # (N, 1)
-    if np.any(norms == 0):
-        raise ValueError(f"{name} has all-zero rows: cannot L2-normalise")
-    return x / norms                                              # (N, D)
+from hybridssl.evaluation.retrieval import unit_rows
 
 
 def class_embeddings(prompt_embeddings: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
@@ -46,7 +32,7 @@ def class_embeddings(prompt_embeddings: dict[str, np.ndarray]) -> tuple[list[str
     names = list(prompt_embeddings)
     rows = []
     for name in names:
-        prompts = _normalise_rows(prompt_embeddings[name], f"prompt embeddings of class {name!r}")  # (P, D)
+        prompts = unit_rows(prompt_embeddings[name], f"prompt embeddings of class {name!r}")  # (P, D)
         rows.append(prompts.mean(axis=0))                          # (D,)
     dims = {r.shape[0] for r in rows}
     if len(dims) != 1:
@@ -61,8 +47,8 @@ def class_embeddings(prompt_embeddings: dict[str, np.ndarray]) -> tuple[list[str
 
 def zero_shot_predict(embeddings: np.ndarray, class_emb: np.ndarray) -> np.ndarray:
     """Predicted class index (N,) int64: argmax cosine similarity to the class embeddings."""
-    x = _normalise_rows(embeddings, "embeddings")                 # (N, D)
-    w = _normalise_rows(class_emb, "class_emb")                   # (C, D)
+    x = unit_rows(embeddings, "embeddings")                 # (N, D)
+    w = unit_rows(class_emb, "class_emb")                   # (C, D)
     if x.shape[1] != w.shape[1]:
         raise ValueError(f"embedding dims differ: embeddings D={x.shape[1]}, class_emb D={w.shape[1]}")
     return np.argmax(x @ w.T, axis=1).astype(np.int64)            # (N,)

@@ -39,7 +39,7 @@ def tree(tmp_path):
 
 def test_index_labels_captions(tree):
     ds = Openclipart(tree)
-    uids = [c.uid for c in ds._clips]
+    uids = [c.uid for c in ds._records]
     assert uids == ["animals/amphibian/toad_01", "animals/frogs_01", "computer/desc_only", "computer/floppy_01"]
     assert ds.label_names == ["animals", "computer"]  # signs_and_symbols only held a duplicate
     assert ds.labels() == [0, 0, 1, 1]
@@ -68,7 +68,7 @@ def test_dedupe_keeps_the_real_file_even_when_the_link_sorts_first(tmp_path):
     (tmp_path / "aaa").mkdir()
     os.symlink("../zoo/x.png", tmp_path / "aaa" / "x.png")
     ds = Openclipart(tmp_path)
-    assert [c.uid for c in ds._clips] == ["zoo/x"] and ds[0].meta["also_in"] == ["aaa/x"]
+    assert [c.uid for c in ds._records] == ["zoo/x"] and ds[0].meta["also_in"] == ["aaa/x"]
 
 
 def test_sample_content(tree):

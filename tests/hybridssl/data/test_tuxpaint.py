@@ -54,7 +54,7 @@ def stamps(tmp_path):
 
 def test_index_order_labels_captions(stamps):
     ds = TuxPaintStamps(stamps)
-    uids = [s.uid for s in ds._stamps]
+    uids = [s.uid for s in ds._records]
     assert uids == ["animals/cat", "animals/birds/blackbird", "vehicles/both", "vehicles/broken", "vehicles/truck"]
     assert ds.label_names == ["animals", "vehicles"]
     assert ds.labels() == [0, 0, 1, 1, 1]
