@@ -95,10 +95,20 @@ def prepare(cfg: RunConfig, run_dir: Path) -> tuple[RunConfig, MultimodalDataset
 def train_run(cfg: RunConfig, run_dir: Path, *, resume: bool = False,
               on_step: Callable[[StepLog], None] | None = None,
               on_start: Callable[[Trainer], None] | None = None) -> dict[str, Any]:
-    """Train (or resume) the run in ``run_dir`` and return its final metrics (also in metrics.json)."""
-    run_dir = Path(run_dir)
+    """Train (or resume) the run in ``run_dir`` and return its final metrics (also in metrics.json).
+
+    ``train.threads`` > 0 sets torch's intra-op threads for the duration of the call only."""
+    previous = torch.get_num_threads()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    try:
+        return _train_run(cfg, Path(run_dir), resume, on_step, on_start)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, on_step: Callable[[StepLog], None] | None,
+               on_start: Callable[[Trainer], None] | None) -> dict[str, Any]:
     ckpt = latest_checkpoint(run_dir) if resume else None
     if resume:
         if ckpt is None:

@@ -85,3 +85,10 @@ def test_non_finite_losses_are_skipped_then_abort(tmp_path, monkeypatch):
                         lambda self, b, s, g=None: (lambda o: (setattr(o, "loss", o.loss * float("inf")), o)[1])(real(self, b, s, g)))
     with pytest.raises(NonFiniteLossError, match="max_bad_steps"):
         train_run(load_config("tiny", TINY + ["train.steps=5", "train.max_bad_steps=2"]), tmp_path / "inf")
+
+
+def test_thread_setting_is_scoped_to_the_run(tmp_path):
+    before = torch.get_num_threads()
+    train_run(load_config("tiny", TINY + ["train.steps=1", f"train.threads={max(1, before - 1) if before > 1 else 2}"]),
+              tmp_path / "threads")
+    assert torch.get_num_threads() == before
