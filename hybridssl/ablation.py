@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -101,8 +102,6 @@ def run_ablation(config: str = "small", datasets: Sequence[str] = ("builtin",), 
                 run_dir = out_dir / _slug(spec) / variant / f"seed{seed}"
                 if not (run_dir / "metrics.json").exists():  # a re-run resumes where an interrupted ablation stopped
                     if run_dir.exists():
-                        import shutil
-
                         shutil.rmtree(run_dir)
                     train_run(cfg, run_dir)
                 ev = evaluate_run(run_dir, data=eval_data, fractions=FRACTIONS, seeds=(seed,), finetune=False,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 CHECKPOINT_FILES = ("model.safetensors", "state.json")
@@ -97,9 +98,7 @@ def load_checkpoint(folder: Path, with_optimizer: bool = False) -> dict[str, Any
     try:
         out: dict[str, Any] = {"model": load_file(str(folder / "model.safetensors"))}
         out["state"] = json.loads((folder / "state.json").read_text())
-    except (OSError, ValueError, json.JSONDecodeError) as e:  # safetensors raises its own error type too
-        raise ValueError(f"checkpoint {folder} is corrupt: {e}") from e
-    except Exception as e:  # safetensors_rust.SafetensorError
+    except (OSError, ValueError, SafetensorError) as e:  # JSONDecodeError is a ValueError
         raise ValueError(f"checkpoint {folder} is corrupt: {e}") from e
     if (folder / "ema.safetensors").is_file():
         out["ema"] = load_file(str(folder / "ema.safetensors"))
@@ -111,6 +110,17 @@ def load_checkpoint(folder: Path, with_optimizer: bool = False) -> dict[str, Any
         meta = json.loads((folder / "optimizer.json").read_text())
         out["optimizer"] = unflatten_optimizer(load_file(str(folder / "optimizer.safetensors")), meta)
     return out
+
+
+def read_state(folder: Path) -> dict[str, Any]:
+    """Only ``state.json`` of a checkpoint (step, config, ...), without loading any weights."""
+    path = Path(folder) / "state.json"
+    if not path.is_file():
+        raise ValueError(f"checkpoint {folder} is incomplete: missing state.json")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"checkpoint {folder} is corrupt: {e}") from e
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

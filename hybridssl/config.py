@@ -7,6 +7,7 @@ objects (or plain arguments), never the CLI's arguments.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -161,7 +162,7 @@ def _coerce(v: Any, t: Any, key: str) -> Any:
             raise ValueError(f"{key}: expected a list, got {v!r}")
         inner = args[0] if args else str
         return tuple(_coerce(x, inner, key) for x in v)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         non_none = [a for a in args if a is not type(None)]
         if isinstance(v, str) and v.lower() in ("none", "null"):
             return None

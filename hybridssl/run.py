@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from hybridssl.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint
+from hybridssl.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, read_state
 from hybridssl.config import RunConfig, load_config, save_config
 from hybridssl.data.base import MultimodalDataset
-from hybridssl.data.batching import Collator, SafeDataset
+from hybridssl.data.batching import SafeDataset
 from hybridssl.data.splits import build_datasets
 from hybridssl.evaluation.embed import extract_embeddings
 from hybridssl.evaluation.heldout import heldout_report
@@ -113,7 +113,7 @@ def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, on_step: Callable[[S
     if resume:
         if ckpt is None:
             raise FileNotFoundError(f"--resume: {run_dir} has no checkpoint to resume from")
-        saved = RunConfig.from_dict(load_checkpoint(ckpt)["state"]["config"])
+        saved = RunConfig.from_dict(read_state(ckpt)["config"])  # the weights load once, in trainer.load
         saved.train.steps = cfg.train.steps  # the only thing a resume may change: how far to go
         cfg = saved
         train_set, val_set = build_datasets(cfg.data, cfg.train.seed, None)

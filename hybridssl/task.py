@@ -240,5 +240,7 @@ def _common(ia: Tensor, ib: Tensor) -> tuple[Tensor, Tensor]:
 def _duplicates(captions: list[str | None]) -> Tensor:
     """(B, B) bool: True where two items carry the identical caption (not penalised as negatives)."""
     norm = [(c or "").strip().lower() for c in captions]
-    n = len(norm)
-    return torch.tensor([[norm[i] == norm[j] and norm[i] != "" for j in range(n)] for i in range(n)])
+    ids = {c: i for i, c in enumerate(dict.fromkeys(norm))}
+    code = torch.tensor([ids[c] for c in norm])                       # (B,) one id per distinct caption
+    present = torch.tensor([c != "" for c in norm])
+    return (code[:, None] == code[None, :]) & present[:, None] & present[None, :]

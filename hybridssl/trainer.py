@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hybridssl.checkpoint import load_checkpoint, save_checkpoint
-from hybridssl.config import RunConfig, save_config
+from hybridssl.config import RunConfig
 from hybridssl.data.base import MultimodalDataset
 from hybridssl.data.batching import Collator, SafeDataset, StepBatchSampler, merge_batch_report
 from hybridssl.data.sample import SkipReport
@@ -182,9 +182,7 @@ class Trainer:
         batches = iter(self.loader())
         try:
             while self.state.step < tc.steps:
-                t0 = time.perf_counter()
                 log = self._one_step(batches)
-                log.samples_per_s = log.samples_per_s / max(time.perf_counter() - t0, 1e-9)
                 metrics.write(json.dumps(log.__dict__) + "\n")
                 metrics.flush()
                 if on_step:
@@ -198,6 +196,7 @@ class Trainer:
 
     def _one_step(self, batches) -> StepLog:
         tc = self.cfg.train
+        t0 = time.perf_counter()
         step = self.state.step
         lr = self._set_lr(step)
         self.optimizer.zero_grad(set_to_none=True)
@@ -247,7 +246,7 @@ class Trainer:
         self.state.step += 1
         self.state.samples_seen += n_samples
         return StepLog(step + 1, total if finite else float("nan"), lr, parts, weights, signals,
-                       float(n_samples), self.state.bad_steps)
+                       n_samples / max(time.perf_counter() - t0, 1e-9), self.state.bad_steps)
 
     def _autocast(self):
         if self.amp_dtype is None:

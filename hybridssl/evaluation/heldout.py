@@ -42,23 +42,27 @@ def retrieval_report(emb: Embeddings, ks=(1, 5, 10)) -> dict[str, dict[str, floa
     return out
 
 
-def zero_shot_report(model: HybridModel, tokenizer: TextTokenizer | None, emb: Embeddings,
-                     prompts: dict[str, list[str]] | None) -> dict[str, dict[str, float]]:
-    if tokenizer is None or prompts is None or "text" not in model.modalities:
-        return {}
-    names = list(prompts)
-    prompt_emb = {c: embed_texts(model, tokenizer, prompts[c]) for c in names}
-    _, cls_emb = class_embeddings(prompt_emb)
+def _prompt_accuracy(model: HybridModel, tokenizer: TextTokenizer, emb: Embeddings, prompts: dict[str, list[str]],
+                     labels: np.ndarray) -> dict[str, dict[str, float]]:
+    """Zero-shot accuracy per non-text modality: classes are the prompt groups (in order), ``labels``
+    (n_items,) the class index of every item, −1 = unlabeled (left out)."""
+    _, cls_emb = class_embeddings({c: embed_texts(model, tokenizer, p) for c, p in prompts.items()})
     out = {}
     for m in ("image", "audio"):
         if m not in emb.by_modality:
             continue
-        labels = emb.labels[emb.index[m]]
-        keep = labels >= 0
-        if keep.sum() == 0:
-            continue
-        out[m] = zero_shot_accuracy(emb.by_modality[m][keep], labels[keep], cls_emb)
+        y = labels[emb.index[m]]
+        keep = y >= 0
+        if keep.any():
+            out[m] = zero_shot_accuracy(emb.by_modality[m][keep], y[keep], cls_emb)
     return out
+
+
+def zero_shot_report(model: HybridModel, tokenizer: TextTokenizer | None, emb: Embeddings,
+                     prompts: dict[str, list[str]] | None) -> dict[str, dict[str, float]]:
+    if tokenizer is None or prompts is None or "text" not in model.modalities:
+        return {}
+    return _prompt_accuracy(model, tokenizer, emb, prompts, emb.labels)
 
 
 def attribute_zero_shot_report(model: HybridModel, tokenizer: TextTokenizer | None, emb: Embeddings,
@@ -74,12 +78,8 @@ def attribute_zero_shot_report(model: HybridModel, tokenizer: TextTokenizer | No
     out: dict[str, dict[str, dict[str, float]]] = {}
     for attribute, prompts in prompts_fn().items():
         values = list(prompts)
-        _, cls_emb = class_embeddings({v: embed_texts(model, tokenizer, prompts[v]) for v in values})
         labels = np.array([values.index(a[attribute]) for a in attrs], dtype=np.int64)
-        out[attribute] = {
-            m: zero_shot_accuracy(emb.by_modality[m], labels[emb.index[m]], cls_emb)
-            for m in ("image", "audio") if m in emb.by_modality
-        }
+        out[attribute] = _prompt_accuracy(model, tokenizer, emb, prompts, labels)
     return out
 
 

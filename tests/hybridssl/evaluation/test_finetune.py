@@ -9,10 +9,7 @@ from hybridssl.config import load_config
 from hybridssl.data.synthetic import SyntheticScenes
 from hybridssl.evaluation.finetune import (FinetuneConfig, ModalityInputs, PositionTagged, TowerClassifier, _batches,
                                            finetune_classifier, load_inputs, pick_modality, split_tags)
-from hybridssl.run import build_model, load_run, train_run
-
-TINY = ["data.train_size=64", "data.val_size=32", "train.eval_size=32", "train.batch_size=8", "train.ckpt_every=0",
-        "train.steps=2", "train.threads=1"]
+from hybridssl.run import build_model, load_run
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -24,10 +21,8 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("ft") / "run"
-    train_run(load_config("tiny", TINY), run_dir)
-    return load_run(run_dir)
+def run(tiny_run_dir):
+    return load_run(tiny_run_dir)
 
 
 @pytest.fixture(scope="module")

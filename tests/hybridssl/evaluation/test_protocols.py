@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from hybridssl.config import load_config
@@ -14,26 +13,15 @@ from hybridssl.evaluation.finetune import FinetuneConfig
 from hybridssl.evaluation.labels import label_fraction_split, load_splits
 from hybridssl.evaluation.protocols import (check_fractions, check_seeds, evaluate_run, make_splits, partition,
                                             prompt_dict, resolve_data, split_name)
-from hybridssl.run import train_run
 
-TINY = ["data.train_size=64", "data.val_size=32", "train.eval_size=32", "train.batch_size=8", "train.ckpt_every=0",
-        "train.steps=2", "train.threads=1"]
+
 POOL, TEST = 120, 50
 FRACTIONS = (0.01, 0.05, 0.1, 1.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def restore_threads():
-    before = torch.get_num_threads()  # train_run(train.threads=1) sets torch's thread count
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    run = tmp_path_factory.mktemp("proto") / "run"
-    train_run(load_config("tiny", TINY), run)
-    return run
+def run_dir(tiny_run_dir):
+    return tiny_run_dir
 
 
 @pytest.fixture(scope="module")
