@@ -167,16 +167,11 @@ class TowerClassifier(nn.Module):
             raise ValueError(f"fine-tuning needs at least 2 classes, got {n_classes}")
         self.model = model
         self.modality = modality
-        self.head = nn.Linear(model.cfg.width, n_classes)
+        self.head = nn.Linear(model.feature_dim(modality), n_classes)
 
     def tower_parameters(self) -> list[nn.Parameter]:
         """Everything forward_features(modality) runs through (not the projection head or decoders)."""
-        m = self.model
-        mods: list[nn.Module] = [m.encoders[self.modality], m.trunk, m.norms[self.modality]]
-        params = [p for mod in mods for p in mod.parameters()]
-        if self.modality in m.modality_embed:
-            params.append(m.modality_embed[self.modality])
-        return params
+        return self.model.tower_parameters(self.modality)
 
     def forward(self, x: Tensor, attention: Tensor | None = None) -> Tensor:
         pooled = self.model.forward_features(self.modality, x, attention)   # (B, W)

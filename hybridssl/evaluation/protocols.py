@@ -294,7 +294,7 @@ def low_label_report(run, pool_emb: Embeddings, pool_pos: np.ndarray, test_emb: 
             "linear_probe": f"frozen {modality} joint-space embedding (E={x.shape[1]}, L2-normalised)",
             "knn": f"frozen {modality} joint-space embedding (E={x.shape[1]}, cosine)",
             **({"finetune": f"{modality} tower unfrozen + linear head on its pooled features "
-                            f"(W={run.model.cfg.width}), AdamW, {ft_cfg.steps} steps"} if finetune else {}),
+                            f"(W={run.model.feature_dim(modality)}), AdamW, {ft_cfg.steps} steps"} if finetune else {}),
         },
         "fractions": list(fractions),
         "seeds": list(seeds),
@@ -394,13 +394,15 @@ def evaluate_run(run_dir: str | Path, data: DataArg = None, fractions: Sequence[
                  pool_size: int = 2000, test_size: int = 1000, progress: Progress | None = None, *,
                  modality: str | None = None, checkpoint: str | None = None, splits_file: str | Path | None = None,
                  finetune_config: FinetuneConfig | None = None, device: str = "auto",
-                 examples: int = 6, threads: int = 0) -> dict[str, Any]:
+                 examples: int = 6, threads: int = 0, loader: Callable[..., Any] | None = None) -> dict[str, Any]:
     """Evaluate a trained run (module docstring); writes eval.json, splits.json and PNGs, returns the dict.
 
     ``data``: None (the run's data), a spec string, a dataset (split 80/20) or a (pool, test) pair.
     ``seeds``: the seeds themselves (at least 3 for a reported mean ± std). ``pool_size`` /
     ``test_size`` apply to built-in data only. ``finetune_config`` overrides ``finetune_steps``.
     ``progress(what, done, total)`` is called as units of work complete. ``threads`` > 0 sets torch's intra-op thread count for the duration of the call (restored after).
+    ``loader(run_dir, checkpoint, device=...)`` rebuilds the run (default :func:`hybridssl.run.load_run`;
+    the CLI passes one that also knows distilled students).
     """
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         raise ValueError(f"threads must be an integer >= 0, got {threads!r}")
@@ -409,7 +411,8 @@ def evaluate_run(run_dir: str | Path, data: DataArg = None, fractions: Sequence[
         torch.set_num_threads(threads)
     try:
         return _evaluate(run_dir, data, fractions, seeds, finetune, finetune_steps, prompts, out_dir, pool_size,
-                         test_size, progress, modality, checkpoint, splits_file, finetune_config, device, examples)
+                         test_size, progress, modality, checkpoint, splits_file, finetune_config, device, examples,
+                         loader)
     finally:
         torch.set_num_threads(previous)
 
@@ -418,7 +421,7 @@ def _evaluate(run_dir: str | Path, data: DataArg, fractions: Sequence[float], se
               finetune_steps: int, prompts: Sequence[str] | None, out_dir: str | Path | None, pool_size: int,
               test_size: int, progress: Progress | None, modality: str | None, checkpoint: str | None,
               splits_file: str | Path | None, finetune_config: FinetuneConfig | None, device: str,
-              examples: int) -> dict[str, Any]:
+              examples: int, loader: Callable[..., Any] | None) -> dict[str, Any]:
     from hybridssl.evaluation import plots
     from hybridssl.run import load_run
     from hybridssl.trainer import resolve_device
@@ -433,7 +436,7 @@ def _evaluate(run_dir: str | Path, data: DataArg, fractions: Sequence[float], se
     if prompts is not None:
         prompt_dict(prompts, ["x"])                                    # fail fast on a bad template
     t_start = time.perf_counter()
-    run = load_run(Path(run_dir), checkpoint, device=str(resolve_device(device)))
+    run = (loader or load_run)(Path(run_dir), checkpoint, device=str(resolve_device(device)))
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "eval"
     out.mkdir(parents=True, exist_ok=True)
     src = resolve_data(data, run.cfg, pool_size, test_size)

@@ -122,6 +122,21 @@ class HybridModel(nn.Module):
     def embed(self, modality: str, x: Tensor, attention: Tensor | None = None) -> Tensor:
         return self.forward_head(modality, self.forward_features(modality, x, attention))
 
+    # ------------------------------------------------------------------ the tower interface
+    # Evaluation, fine-tuning, distillation and export use only these methods (plus ``modalities``,
+    # ``forward_features``, ``forward_head``, ``embed``), so a student model can stand in for this one.
+    def feature_dim(self, modality: str) -> int:
+        """Width W of ``forward_features(modality, ·)``."""
+        return self.cfg.width
+
+    def tower_parameters(self, modality: str) -> list[nn.Parameter]:
+        """Everything ``forward_features(modality)`` runs through (not the projection head or decoders)."""
+        mods: list[nn.Module] = [self.encoders[modality], self.trunk, self.norms[modality]]
+        params = [p for mod in mods for p in mod.parameters()]
+        if modality in self.modality_embed:
+            params.append(self.modality_embed[modality])
+        return params
+
     # ------------------------------------------------------------------ helpers
     def patch_target(self, modality: str, x: Tensor) -> Tensor:
         """The reconstruction target: the (cropped) input cut into patches, (B, N, C·ph·pw)."""
