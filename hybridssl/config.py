@@ -55,6 +55,21 @@ class ModelConfig:
     audio_mask_ratio: float = 0.75
     text_mask_ratio: float = 0.15
     norm_pix_loss: bool = True
+    # Per-modality overrides of width/depth/heads, e.g. {"image": {"width": 192, "depth": 12, "heads": 3}}:
+    # a larger vision tower than text tower, as in CLIP. Towers of different widths need shared_depth 0.
+    towers: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def tower(self, modality: str) -> tuple[int, int, int]:
+        """(width, depth, heads) of one modality's tower: the global values unless ``towers`` overrides them."""
+        over = dict(self.towers.get(modality) or {})
+        unknown = sorted(set(over) - {"width", "depth", "heads"})
+        if unknown:
+            raise ValueError(f"model.towers.{modality}: unknown key(s) {unknown}; valid: depth, heads, width")
+        width, depth, heads = (int(over.get(k, getattr(self, k))) for k in ("width", "depth", "heads"))
+        if width < 1 or depth < 0 or heads < 1 or width % heads:
+            raise ValueError(f"model.towers.{modality}: need width divisible by heads, got width {width}, "
+                             f"depth {depth}, heads {heads}")
+        return width, depth, heads
 
 
 @dataclass

@@ -223,7 +223,9 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         "data": cfg.data.train,
         "modalities": ", ".join(cfg.model.modalities),
         "model": f"width {cfg.model.width}, depth {cfg.model.depth} (shared {cfg.model.shared_depth}), "
-                 f"embed {cfg.model.embed_dim}, generative {cfg.model.generative}/{cfg.model.text_generative}",
+                 f"embed {cfg.model.embed_dim}, generative {cfg.model.generative}/{cfg.model.text_generative}"
+                 + "".join(f"; {m} tower {w}×{d}" for m in cfg.model.towers
+                           for w, d, _ in [cfg.model.tower(m)]),
         "weighting": cfg.weighting.strategy,
         "steps": f"{last_log.get('step', 0)} / {cfg.train.steps}",
         "last loss": f"{last_log.get('loss', float('nan')):.4f}" if last_log else "-",

@@ -1,8 +1,10 @@
 """Batched embedding extraction under inference mode: extract once, evaluate many.
 
 ``extract_embeddings`` walks a dataset (bad items skipped and counted, as in training) and returns
-per-modality L2-normalised embeddings with the batch positions they belong to, plus keys and labels
-for every kept item.
+per-modality L2-normalised joint embeddings ``forward_head(forward_features(x))`` (n_m, E) and the
+pooled tower features ``forward_features(x)`` (n_m, W) they come from — the input of frozen probes,
+as in CLIP's and MAE's linear-probe protocols — with the batch positions they belong to, plus keys
+and labels for every kept item.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Embeddings:
     labels: np.ndarray                                            # (n,) −1 = unlabeled
     by_modality: dict[str, np.ndarray] = field(default_factory=dict)  # m → (n_m, E)
     index: dict[str, np.ndarray] = field(default_factory=dict)        # m → (n_m,) item positions
+    features: dict[str, np.ndarray] = field(default_factory=dict)     # m → (n_m, W) pooled tower features
     report: SkipReport = field(default_factory=SkipReport)
 
     def paired(self, a: str, b: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -64,6 +67,7 @@ def extract_embeddings(model: HybridModel, dataset, spec: PreprocessSpec, tokeni
     keys: list[str] = []
     labels: list[np.ndarray] = []
     embs: dict[str, list[np.ndarray]] = {}
+    feats: dict[str, list[np.ndarray]] = {}
     pos: dict[str, list[np.ndarray]] = {}
     report = SkipReport()
     for batch in loader:
@@ -75,12 +79,14 @@ def extract_embeddings(model: HybridModel, dataset, spec: PreprocessSpec, tokeni
             if m == "text":
                 if "text_ids" not in batch:
                     continue
-                e = model.embed("text", batch["text_ids"].to(device), batch["text_attn"].to(device))
+                pooled = model.forward_features("text", batch["text_ids"].to(device), batch["text_attn"].to(device))
             elif m in batch:
-                e = model.embed(m, batch[m].to(device))
+                pooled = model.forward_features(m, batch[m].to(device))          # (b, W)
             else:
                 continue
+            e = model.forward_head(m, pooled)                                      # (b, E)
             embs.setdefault(m, []).append(e.float().cpu().numpy())
+            feats.setdefault(m, []).append(pooled.float().cpu().numpy())
             pos.setdefault(m, []).append(batch[f"{m}_idx"].numpy() + offset)
     model.train(was_training)
     return Embeddings(
@@ -88,5 +94,6 @@ def extract_embeddings(model: HybridModel, dataset, spec: PreprocessSpec, tokeni
         labels=np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64),
         by_modality={m: np.concatenate(v) for m, v in embs.items()},
         index={m: np.concatenate(v) for m, v in pos.items()},
+        features={m: np.concatenate(v) for m, v in feats.items()},
         report=report,
     )

@@ -170,12 +170,22 @@ def extract_tagged(model, dataset, spec, tokenizer, num_workers: int = 0) -> tup
     return replace(emb, keys=keys), positions
 
 
-def modality_rows(emb: Embeddings, positions: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For items carrying ``modality``: (embeddings (n_m, E), labels (n_m,), dataset positions (n_m,))."""
+PROBE_INPUTS = ("features", "embedding")
+
+
+def modality_rows(emb: Embeddings, positions: np.ndarray, modality: str,
+                  probe_input: str = "embedding") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For items carrying ``modality``: (inputs (n_m, E|W), labels (n_m,), dataset positions (n_m,)).
+
+    ``probe_input``: ``"embedding"`` (joint space, E) or ``"features"`` (pooled tower features, W).
+    """
+    if probe_input not in PROBE_INPUTS:
+        raise ValueError(f"probe_input must be one of {PROBE_INPUTS}, got {probe_input!r}")
     if modality not in emb.index:
         return np.zeros((0, 0)), np.zeros(0, np.int64), np.zeros(0, np.int64)
     items = emb.index[modality]                                   # (n_m,) item rows
-    return emb.by_modality[modality], emb.labels[items].astype(np.int64), positions[items]
+    x = emb.features[modality] if probe_input == "features" else emb.by_modality[modality]
+    return x, emb.labels[items].astype(np.int64), positions[items]
 
 
 # ----------------------------------------------------------------------------- splits
@@ -233,13 +243,14 @@ def _summarise_fraction(runs: list[dict]) -> dict[str, Any]:
 def low_label_report(run, pool_emb: Embeddings, pool_pos: np.ndarray, test_emb: Embeddings, test_pos: np.ndarray,
                      pool_ds, test_ds, label_names: Sequence[str], modality: str, fractions: Sequence[float],
                      seeds: Sequence[int], finetune: bool, ft_cfg: FinetuneConfig, out_dir: Path,
-                     partition_info: dict | None, splits_file: Path | None, tick: Callable[[str], None]) -> dict[str, Any]:
+                     partition_info: dict | None, splits_file: Path | None, tick: Callable[[str], None],
+                     probe_input: str = "features") -> dict[str, Any]:
     """Linear probe, kNN and (optionally) fine-tuning at every fraction × seed (module docstring)."""
     n_classes = len(label_names)
-    x, y, pos = modality_rows(pool_emb, pool_pos, modality)       # (n_m, E), (n_m,), (n_m,)
+    x, y, pos = modality_rows(pool_emb, pool_pos, modality, probe_input)   # (n_m, W|E), (n_m,), (n_m,)
     pool_labels = np.full(len(pool_ds), -1, dtype=np.int64)       # (n_pool,) −1 = unusable
     pool_labels[pos] = y
-    tx, ty, tpos = modality_rows(test_emb, test_pos, modality)
+    tx, ty, tpos = modality_rows(test_emb, test_pos, modality, probe_input)
     keep = ty >= 0
     tx, ty, tpos = tx[keep], ty[keep], tpos[keep]
     if not np.any(pool_labels >= 0) or len(ty) == 0:
@@ -291,8 +302,10 @@ def low_label_report(run, pool_emb: Embeddings, pool_pos: np.ndarray, test_emb: 
     return {
         "modality": modality,
         "features": {
-            "linear_probe": f"frozen {modality} joint-space embedding (E={x.shape[1]}, L2-normalised)",
-            "knn": f"frozen {modality} joint-space embedding (E={x.shape[1]}, cosine)",
+            "linear_probe": (f"frozen {modality} pooled tower features (W={x.shape[1]})" if probe_input == "features"
+                             else f"frozen {modality} joint-space embedding (E={x.shape[1]}, L2-normalised)"),
+            "knn": f"frozen {modality} {'pooled tower features' if probe_input == 'features' else 'joint-space embedding'}"
+                   f" ({x.shape[1]}-d, cosine)",
             **({"finetune": f"{modality} tower unfrozen + linear head on its pooled features "
                             f"(W={run.model.feature_dim(modality)}), AdamW, {ft_cfg.steps} steps"} if finetune else {}),
         },
@@ -394,7 +407,8 @@ def evaluate_run(run_dir: str | Path, data: DataArg = None, fractions: Sequence[
                  pool_size: int = 2000, test_size: int = 1000, progress: Progress | None = None, *,
                  modality: str | None = None, checkpoint: str | None = None, splits_file: str | Path | None = None,
                  finetune_config: FinetuneConfig | None = None, device: str = "auto",
-                 examples: int = 6, threads: int = 0, loader: Callable[..., Any] | None = None) -> dict[str, Any]:
+                 examples: int = 6, threads: int = 0, loader: Callable[..., Any] | None = None,
+                 probe_input: str = "features") -> dict[str, Any]:
     """Evaluate a trained run (module docstring); writes eval.json, splits.json and PNGs, returns the dict.
 
     ``data``: None (the run's data), a spec string, a dataset (split 80/20) or a (pool, test) pair.
@@ -412,7 +426,7 @@ def evaluate_run(run_dir: str | Path, data: DataArg = None, fractions: Sequence[
     try:
         return _evaluate(run_dir, data, fractions, seeds, finetune, finetune_steps, prompts, out_dir, pool_size,
                          test_size, progress, modality, checkpoint, splits_file, finetune_config, device, examples,
-                         loader)
+                         loader, probe_input)
     finally:
         torch.set_num_threads(previous)
 
@@ -421,7 +435,7 @@ def _evaluate(run_dir: str | Path, data: DataArg, fractions: Sequence[float], se
               finetune_steps: int, prompts: Sequence[str] | None, out_dir: str | Path | None, pool_size: int,
               test_size: int, progress: Progress | None, modality: str | None, checkpoint: str | None,
               splits_file: str | Path | None, finetune_config: FinetuneConfig | None, device: str,
-              examples: int, loader: Callable[..., Any] | None) -> dict[str, Any]:
+              examples: int, loader: Callable[..., Any] | None, probe_input: str) -> dict[str, Any]:
     from hybridssl.evaluation import plots
     from hybridssl.run import load_run
     from hybridssl.trainer import resolve_device
@@ -430,6 +444,8 @@ def _evaluate(run_dir: str | Path, data: DataArg, fractions: Sequence[float], se
     seeds = check_seeds(seeds)
     if pool_size < 2 or test_size < 2:
         raise ValueError(f"pool_size and test_size must be >= 2, got {pool_size}, {test_size}")
+    if probe_input not in PROBE_INPUTS:
+        raise ValueError(f"probe_input must be one of {PROBE_INPUTS}, got {probe_input!r}")
     if finetune_steps < 1:
         raise ValueError(f"finetune_steps must be >= 1, got {finetune_steps}")
     ft_cfg = finetune_config or FinetuneConfig(steps=finetune_steps)
@@ -480,7 +496,7 @@ def _evaluate(run_dir: str | Path, data: DataArg, fractions: Sequence[float], se
     else:
         low = low_label_report(run, pool_emb, pool_pos, test_emb, test_pos, pool_ds, test_ds, label_names, tower,
                                fractions, seeds, finetune, ft_cfg, out, src["partition"],
-                               Path(splits_file) if splits_file else None, tick)
+                               Path(splits_file) if splits_file else None, tick, probe_input)
 
     t0 = time.perf_counter()
     files = {"eval": str(out / "eval.json")}

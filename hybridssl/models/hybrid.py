@@ -46,27 +46,37 @@ class HybridModel(nn.Module):
             raise ValueError("generative must be mae|vae|none and text_generative mlm|none")
         self.cfg = cfg
         self.modalities = tuple(cfg.modalities)
-        w = cfg.width
-        own_depth = cfg.depth - cfg.shared_depth
+        unknown_towers = sorted(set(cfg.towers) - {"image", "text", "audio"})
+        if unknown_towers:
+            raise ValueError(f"model.towers names unknown modalities {unknown_towers}; valid: audio, image, text")
+        towers = {m: cfg.tower(m) for m in self.modalities}            # m → (width, depth, heads)
+        self.widths = {m: t[0] for m, t in towers.items()}
+        if cfg.shared_depth and len({*self.widths.values(), cfg.width}) > 1:
+            raise ValueError(f"a shared trunk needs every tower at width {cfg.width}; got {self.widths}")
+        if any(cfg.shared_depth > t[1] for t in towers.values()):
+            raise ValueError("shared_depth must not exceed any tower's depth")
         stems: dict[str, nn.Module] = {}
         if "image" in self.modalities:
             s = spec.image.size
             if cfg.image_stem not in ("patch", "conv"):
                 raise ValueError(f"image_stem must be 'patch' or 'conv', got {cfg.image_stem!r}")
-            stems["image"] = PatchStem(3, (s, s), (cfg.image_patch, cfg.image_patch), w, conv=cfg.image_stem == "conv")
+            stems["image"] = PatchStem(3, (s, s), (cfg.image_patch, cfg.image_patch), self.widths["image"],
+                                       conv=cfg.image_stem == "conv")
         if "audio" in self.modalities:
-            stems["audio"] = PatchStem(1, (spec.audio.n_mels, spec.audio.num_frames), tuple(cfg.audio_patch), w)
+            stems["audio"] = PatchStem(1, (spec.audio.n_mels, spec.audio.num_frames), tuple(cfg.audio_patch),
+                                       self.widths["audio"])
         if "text" in self.modalities:
-            stems["text"] = TextStem(vocab_size, spec.text.max_length, w)
-        self.encoders = nn.ModuleDict(
-            {m: ModalityEncoder(stems[m], w, own_depth, cfg.heads, cfg.mlp_ratio, cfg.drop_path) for m in self.modalities}
-        )
-        self.trunk = make_blocks(w, cfg.shared_depth, cfg.heads, cfg.mlp_ratio, cfg.drop_path)
+            stems["text"] = TextStem(vocab_size, spec.text.max_length, self.widths["text"])
+        self.encoders = nn.ModuleDict({
+            m: ModalityEncoder(stems[m], w, d - cfg.shared_depth, h, cfg.mlp_ratio, cfg.drop_path)
+            for m, (w, d, h) in towers.items()
+        })
+        self.trunk = make_blocks(cfg.width, cfg.shared_depth, cfg.heads, cfg.mlp_ratio, cfg.drop_path)
         self.modality_embed = nn.ParameterDict(
-            {m: nn.Parameter(torch.zeros(1, 1, w)) for m in self.modalities} if cfg.shared_depth else {}
+            {m: nn.Parameter(torch.zeros(1, 1, cfg.width)) for m in self.modalities} if cfg.shared_depth else {}
         )
-        self.norms = nn.ModuleDict({m: nn.LayerNorm(w) for m in self.modalities})
-        self.heads = nn.ModuleDict({m: nn.Linear(w, cfg.embed_dim, bias=False) for m in self.modalities})
+        self.norms = nn.ModuleDict({m: nn.LayerNorm(self.widths[m]) for m in self.modalities})
+        self.heads = nn.ModuleDict({m: nn.Linear(self.widths[m], cfg.embed_dim, bias=False) for m in self.modalities})
         self.decoders = nn.ModuleDict()
         if cfg.generative != "none":
             for m in PATCH_MODALITIES:
@@ -74,11 +84,11 @@ class HybridModel(nn.Module):
                     stem = stems[m]
                     patch_dim = stem.in_chans * stem.patch[0] * stem.patch[1]
                     self.decoders[m] = MaskedPatchDecoder(
-                        w, cfg.decoder_width, cfg.decoder_depth, cfg.decoder_heads, stem.num_tokens, patch_dim,
-                        vae_latent=cfg.vae_latent if cfg.generative == "vae" else 0,
+                        self.widths[m], cfg.decoder_width, cfg.decoder_depth, cfg.decoder_heads, stem.num_tokens,
+                        patch_dim, vae_latent=cfg.vae_latent if cfg.generative == "vae" else 0,
                     )
         if cfg.text_generative == "mlm" and "text" in self.modalities:
-            self.decoders["text"] = MaskedTokenHead(w, vocab_size)
+            self.decoders["text"] = MaskedTokenHead(self.widths["text"], vocab_size)
         self.apply(_init_weights)
 
     # ------------------------------------------------------------------ encoding
@@ -127,7 +137,7 @@ class HybridModel(nn.Module):
     # ``forward_features``, ``forward_head``, ``embed``), so a student model can stand in for this one.
     def feature_dim(self, modality: str) -> int:
         """Width W of ``forward_features(modality, ·)``."""
-        return self.cfg.width
+        return self.widths[modality]
 
     def tower_parameters(self, modality: str) -> list[nn.Parameter]:
         """Everything ``forward_features(modality)`` runs through (not the projection head or decoders)."""

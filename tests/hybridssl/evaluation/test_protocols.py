@@ -49,7 +49,7 @@ def test_eval_json_structure(run_dir, evaluated):
     low = result["low_label"]
     assert low["modality"] == "image" and low["n_classes"] == 8 and low["chance"] == 12.5
     assert set(low["protocols"]) == {"linear_probe", "knn", "finetune"}
-    assert "joint-space embedding" in low["features"]["linear_probe"] and "pooled" in low["features"]["finetune"]
+    assert "pooled tower features" in low["features"]["linear_probe"] and "pooled" in low["features"]["finetune"]
     for by_fraction in low["protocols"].values():
         assert list(by_fraction) == ["0.01", "0.05", "0.1", "1"]
         for r in by_fraction.values():
@@ -199,3 +199,35 @@ def test_a_fraction_without_training_items_is_skipped_not_fatal(run_dir, tmp_pat
     assert r["low_label"]["protocols"]["knn"]["1"]["accuracy"]["n"] == 1
     assert r["data"]["n_pool"] == 40 and r["data"]["n_test"] == 20 and "audio" not in r["zero_shot"]
     assert (tmp_path / "fractions.png").is_file()
+
+
+def test_modality_rows_pick_features_or_embeddings():
+    from hybridssl.evaluation.embed import Embeddings
+    from hybridssl.evaluation.protocols import modality_rows
+
+    emb = Embeddings(keys=["a", "b", "c"], labels=np.array([2, -1, 0]),
+                     by_modality={"image": np.eye(2, 4)}, index={"image": np.array([0, 2])},
+                     features={"image": np.arange(6.0).reshape(2, 3)})
+    positions = np.array([10, 11, 12])
+    x, y, pos = modality_rows(emb, positions, "image", "features")
+    assert x.shape == (2, 3) and y.tolist() == [2, 0] and pos.tolist() == [10, 12]
+    x, _, _ = modality_rows(emb, positions, "image", "embedding")
+    assert x.shape == (2, 4)
+    with pytest.raises(ValueError, match="probe_input"):
+        modality_rows(emb, positions, "image", "logits")
+
+
+def test_extracted_embedding_is_the_normalised_head_of_the_features(run_dir):
+    import torch
+
+    from hybridssl.data.open import open_dataset
+    from hybridssl.evaluation.embed import extract_embeddings
+    from hybridssl.run import load_run
+
+    run = load_run(run_dir)
+    ds = open_dataset("builtin", split="test", size=8, image_size=run.cfg.data.image_size)
+    emb = extract_embeddings(run.model, ds, run.spec, run.tokenizer)
+    for m in run.model.modalities:
+        feats = torch.from_numpy(emb.features[m])
+        assert feats.shape == (8, run.model.feature_dim(m))
+        np.testing.assert_allclose(run.model.forward_head(m, feats).detach().numpy(), emb.by_modality[m], atol=1e-5)

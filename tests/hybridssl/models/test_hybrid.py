@@ -99,3 +99,31 @@ def test_convolutional_image_stem():
                                "preprocess.image.resize=36"])
     with pytest.raises(ValueError, match="power-of-two"):
         HybridModel(bad.model, bad.preprocess, 10)
+
+
+def test_per_modality_tower_sizes():
+    cfg = load_config("tiny", ["model.towers.image.width=48", "model.towers.image.depth=3",
+                               "model.towers.image.heads=3"])
+    m = HybridModel(cfg.model, cfg.preprocess, vocab_size=40)
+    assert m.feature_dim("image") == 48 and m.feature_dim("text") == cfg.model.width
+    assert len(m.encoders["image"].blocks) == 3 and len(m.encoders["text"].blocks) == cfg.model.depth
+    img = torch.randn(2, 3, cfg.preprocess.image.size, cfg.preprocess.image.size)
+    assert m.forward_features("image", img).shape == (2, 48)
+    assert m.embed("image", img).shape == (2, cfg.model.embed_dim)
+    enc = m.encode("image", img, mask_ratio=0.5)
+    assert m.decoders["image"](enc.tokens, enc.masking.ids_restore).pred.shape[-1] == 3 * cfg.model.image_patch ** 2
+    # the tower's parameters are exactly the bigger image encoder + its norm
+    own = sum(p.numel() for p in m.tower_parameters("image"))
+    assert own == sum(p.numel() for p in [*m.encoders["image"].parameters(), *m.norms["image"].parameters()])
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["model.towers.smell.width=32"], "unknown modalities"),
+    (["model.towers.image.colour=3"], "unknown key"),
+    (["model.towers.image.width=50", "model.towers.image.heads=3"], "divisible"),
+    (["model.towers.image.width=48", "model.towers.image.heads=3", "model.shared_depth=1"], "shared trunk"),
+])
+def test_bad_tower_overrides_are_refused(overrides, match):
+    cfg = load_config("tiny", overrides)
+    with pytest.raises(ValueError, match=match):
+        HybridModel(cfg.model, cfg.preprocess, vocab_size=40)
