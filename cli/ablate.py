@@ -20,7 +20,7 @@ def ablate(
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/ablation"),
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="extra config override for every variant")] = None,
 ) -> None:
-    from hybridssl.ablation import METRIC_NAMES, VARIANTS, run_ablation
+    from hybridssl.ablation import METRIC_NAMES, attribute_metrics, run_ablation
 
     if seeds < 1:
         raise ValueError("--seeds must be at least 1")
@@ -34,12 +34,24 @@ def ablate(
         result = run_ablation(config, data or ["builtin"], tuple(range(seeds)), out, quick, set_ or [], on_event)
     for spec, per in result["table"].items():
         metrics = [m for m in METRIC_NAMES if any(m in v for v in per.values())]
-        t = Table(title=f"Ablation on {spec} (%, mean ± std over {seeds} seed(s))")
-        t.add_column("variant")
-        for m in metrics:
-            t.add_column(METRIC_NAMES[m], justify="right")
-        for variant in VARIANTS:
-            stats = per.get(variant, {})
-            t.add_row(variant, *[f"{stats[m]['mean']:.1f} ± {stats[m]['std']:.1f}" if m in stats else "–" for m in metrics])
-        console.print(t)
+        console.print(_table(f"Ablation on {spec} (%, mean ± std over {seeds} seed(s))", per, metrics,
+                             [METRIC_NAMES[m] for m in metrics]))
+        attrs = attribute_metrics(per)
+        if attrs:
+            chance = result["attribute_chance"].get(spec, {})
+            console.print(_table(f"Attribute probes on {spec} (linear, 10 % labels; chance in brackets)", per, attrs,
+                                 [f"{m.split(':', 1)[1]} ({chance.get(m, float('nan')):.1f})" for m in attrs]))
     console.print(f"wrote {out / 'ablation.md'}, {out / 'ablation.json'}, {out / 'ablation.png'} ({result['seconds']:.0f} s)")
+
+
+def _table(title: str, per: dict, metrics: list[str], headers: list[str]) -> Table:
+    from hybridssl.ablation import VARIANTS
+
+    t = Table(title=title)
+    t.add_column("variant")
+    for h in headers:
+        t.add_column(h, justify="right")
+    for variant in VARIANTS:
+        stats = per.get(variant, {})
+        t.add_row(variant, *[f"{stats[m]['mean']:.1f} ± {stats[m]['std']:.1f}" if m in stats else "–" for m in metrics])
+    return t

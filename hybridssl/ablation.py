@@ -38,6 +38,7 @@ VARIANTS: dict[str, list[str]] = {
     "no-dynamic-weighting": ["weighting.strategy=fixed"],
 }
 FRACTIONS = (0.05, 0.1)
+ATTRIBUTE_FRACTION = 0.1   # attribute probes (built-in data: shape, colour, size, position, texture) at 10 % labels
 # Budgets: the default fits ~20 min on 2 CPU cores for the built-in data and 3 seeds, --quick ~3 min.
 BUDGETS: dict[str, list[str]] = {
     "default": ["train.steps=120", "data.train_size=8192", "train.eval_size=500"],
@@ -74,6 +75,13 @@ def _scores(ev: dict[str, Any]) -> dict[str, float]:
     zs = [z["accuracy"] for z in ev.get("zero_shot", {}).values()]
     if zs:
         out["zero_shot"] = sum(zs) / len(zs)
+    attrs = {name: ((a["protocols"].get("linear_probe", {}).get(fraction_key(ATTRIBUTE_FRACTION)) or {}).get("accuracy")
+                    or {}).get("mean") for name, a in ev.get("attribute_probes", {}).items()}
+    attrs = {k: v for k, v in attrs.items() if v is not None}
+    for name, acc in attrs.items():
+        out[f"attribute:{name}"] = acc
+    if attrs:
+        out["attributes_mean"] = sum(attrs.values()) / len(attrs)
     return out
 
 
@@ -90,6 +98,7 @@ def run_ablation(config: str = "small", datasets: Sequence[str] = ("builtin",), 
     total = len(datasets) * len(VARIANTS) * len(seeds)
     done = 0
     rows: dict[str, dict[str, dict[str, list[float]]]] = {}
+    chance: dict[str, dict[str, float]] = {}
     t0 = time.perf_counter()
     for spec in datasets:
         data_over = dataset_overrides(spec)
@@ -108,6 +117,8 @@ def run_ablation(config: str = "small", datasets: Sequence[str] = ("builtin",), 
                                   pool_size=pool_size, test_size=test_size, examples=0)
                 for metric, value in _scores(ev).items():
                     rows.setdefault(spec, {}).setdefault(variant, {}).setdefault(metric, []).append(value)
+                chance.setdefault(spec, {}).update({f"attribute:{name}": a["chance"]
+                                                    for name, a in ev.get("attribute_probes", {}).items()})
                 done += 1
     if on_event:
         on_event("done", done, total)
@@ -115,6 +126,7 @@ def run_ablation(config: str = "small", datasets: Sequence[str] = ("builtin",), 
              for spec, per in rows.items()}
     result = {"config": config, "budget": budget, "budget_overrides": BUDGETS[budget], "seeds": list(seeds),
               "datasets": list(datasets), "variants": VARIANTS, "fractions": list(FRACTIONS), "table": table,
+              "attribute_chance": chance,
               "seconds": round(time.perf_counter() - t0, 1)}
     atomic_write_text(out_dir / "ablation.json", json.dumps(result, indent=1))
     atomic_write_text(out_dir / "ablation.md", render_markdown(result))
@@ -124,7 +136,12 @@ def run_ablation(config: str = "small", datasets: Sequence[str] = ("builtin",), 
 
 METRIC_NAMES = {"linear_probe@0.05": "linear probe 5 %", "linear_probe@0.1": "linear probe 10 %",
                 "knn@0.05": "kNN 5 %", "knn@0.1": "kNN 10 %", "retrieval_R@1": "retrieval R@1 (mean)",
-                "zero_shot": "zero-shot"}
+                "zero_shot": "zero-shot", "attributes_mean": "attribute probes 10 % (mean)"}
+
+
+def attribute_metrics(per: dict[str, dict[str, Any]]) -> list[str]:
+    """The ``attribute:<name>`` metrics present in one dataset's rows, in first-seen order."""
+    return list(dict.fromkeys(m for v in per.values() for m in v if m.startswith("attribute:")))
 
 
 def _fmt(s: dict[str, Any] | None) -> str:
@@ -133,9 +150,10 @@ def _fmt(s: dict[str, Any] | None) -> str:
 
 def render_markdown(result: dict[str, Any]) -> str:
     lines = [f"# Ablation ({result['budget']} budget, seeds {result['seeds']}, config {result['config']})", "",
-             "Accuracy / R@1 in %, mean ± std over seeds. Low-label columns: frozen joint-space embedding of the "
+             "Accuracy / R@1 in %, mean ± std over seeds. Low-label columns: frozen pooled features of the "
              "first image/audio/text tower, labelled pool disjoint from pretraining, model selection on a "
-             "validation split.", ""]
+             "validation split; the dataset's label. Attribute probes: the same linear probe at 10 % labels "
+             "for every attribute the data describes (built-in scenes), chance in brackets.", ""]
     for spec, per in result["table"].items():
         metrics = [m for m in METRIC_NAMES if any(m in v for v in per.values())]
         lines += [f"## {spec}", "", "| variant | " + " | ".join(METRIC_NAMES[m] for m in metrics) + " |",
@@ -144,6 +162,16 @@ def render_markdown(result: dict[str, Any]) -> str:
             if variant in per:
                 lines.append(f"| {variant} | " + " | ".join(_fmt(per[variant].get(m)) for m in metrics) + " |")
         lines.append("")
+        attrs = attribute_metrics(per)
+        if attrs:
+            chance = result.get("attribute_chance", {}).get(spec, {})
+            heads = [f"{m.split(':', 1)[1]} ({chance[m]:.1f})" if m in chance else m.split(":", 1)[1] for m in attrs]
+            lines += ["Attribute probes (linear, 10 % labels):", "", "| variant | " + " | ".join(heads) + " |",
+                      "|---|" + "---|" * len(attrs)]
+            for variant in VARIANTS:
+                if variant in per:
+                    lines.append(f"| {variant} | " + " | ".join(_fmt(per[variant].get(m)) for m in attrs) + " |")
+            lines.append("")
     return "\n".join(lines)
 
 

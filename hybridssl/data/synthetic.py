@@ -274,6 +274,12 @@ class SyntheticScenes(MultimodalDataset):
         """Attribute → value of item ``i`` (no media rendered)."""
         return {a: vals[k] for (a, vals), k in zip(ATTRIBUTES.items(), self._header(i).scene)}
 
+    def label_sets(self) -> dict[str, tuple[list[str], np.ndarray]]:
+        """Every attribute as a labelling of the whole dataset: ``{attribute: (value names, labels (n,) int64)}``
+        (no media rendered). Evaluation probes each one to show which factors a representation captured."""
+        scenes = np.array([self._header(i).scene for i in range(self.size)], dtype=np.int64)  # (n, A)
+        return {a: (list(vals), scenes[:, k]) for k, (a, vals) in enumerate(ATTRIBUTES.items())}
+
     def scene_key(self, i: int) -> str:
         """``"shape=…|colour=…|size=…|position=…|texture=…"`` of item ``i`` (no media rendered)."""
         return "|".join(f"{a}={v}" for a, v in self.attributes(i).items())

@@ -23,9 +23,14 @@ Embeddings are extracted once per split (batched, inference mode) and reused by 
   model and data), at each label fraction f and seed s, on the split
   ``label_fraction_split(pool labels, f, s)`` (stratified, validation = 10 % of the pool, never the
   test split). *Frozen*: linear probe (multinomial logistic regression) and weighted cosine kNN on
-  the tower's L2-normalised **joint-space embedding** (E); *unfrozen*: the tower fine-tuned with a
-  linear head on its pooled features (W), see :mod:`hybridssl.evaluation.finetune`. Accuracy and
-  macro-F1 are reported as mean ± sample std over seeds.
+  the tower's **pooled features** (W, ``probe_input="features"``, the linear-probe protocol of CLIP
+  and MAE; a generative-only model's projection head is untrained) or its L2-normalised joint-space
+  embedding (E, ``probe_input="embedding"``); *unfrozen*: the tower fine-tuned with a linear head on
+  its pooled features (W), see :mod:`hybridssl.evaluation.finetune`. Accuracy and macro-F1 are
+  reported as mean ± sample std over seeds.
+* Attribute probes: when the data offers several labellings (``label_sets()``; the built-in scenes:
+  shape, colour, size, position, texture), the frozen probes run for each of them on the same
+  embeddings, to show which factors a representation captured.
 
 Files in ``out_dir`` (default ``RUN_DIR/eval``): ``eval.json``; ``splits.json``
 (:func:`hybridssl.evaluation.labels.save_splits` format): for partitioned data ``"partition"`` →
@@ -321,6 +326,30 @@ def low_label_report(run, pool_emb: Embeddings, pool_pos: np.ndarray, test_emb: 
     }
 
 
+def attribute_report(run, pool_emb: Embeddings, pool_pos: np.ndarray, test_emb: Embeddings, test_pos: np.ndarray,
+                     pool_ds, test_ds, modality: str, fractions: Sequence[float], seeds: Sequence[int],
+                     out_dir: Path, probe_input: str = "features") -> dict[str, Any]:
+    """Frozen probes (linear, kNN) for every labelling a dataset offers (``label_sets()``, e.g. each
+    attribute of the built-in scenes): which factors the representation captured. Reuses the
+    extracted embeddings; splits go to ``out_dir/attributes/<name>/splits.json``. ``{}`` when the
+    data has no label sets."""
+    if not (hasattr(pool_ds, "label_sets") and hasattr(test_ds, "label_sets")):
+        return {}
+    test_sets = test_ds.label_sets()
+    out: dict[str, Any] = {}
+    for name, (names, pool_labels) in pool_ds.label_sets().items():
+        folder = out_dir / "attributes" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        rep = low_label_report(run, replace(pool_emb, labels=pool_labels[pool_pos]), pool_pos,
+                               replace(test_emb, labels=test_sets[name][1][test_pos]), test_pos, pool_ds, test_ds,
+                               names, modality, fractions, seeds, False, FinetuneConfig(), folder, None, None,
+                               lambda _: None, probe_input)
+        out[name] = {"n_classes": len(names), "chance": rep.get("chance"),
+                     "protocols": {p: {f: {k: r.get(k) for k in ("accuracy", "macro_f1")} for f, r in by_f.items()}
+                                   for p, by_f in rep.get("protocols", {}).items()}}
+    return out
+
+
 def quality_report(emb: Embeddings) -> dict[str, Any]:
     """Alignment/uniformity per modality pair, effective rank/uniformity per modality (test split)."""
     present = [m for m in ORDER if m in emb.by_modality]
@@ -408,7 +437,7 @@ def evaluate_run(run_dir: str | Path, data: DataArg = None, fractions: Sequence[
                  modality: str | None = None, checkpoint: str | None = None, splits_file: str | Path | None = None,
                  finetune_config: FinetuneConfig | None = None, device: str = "auto",
                  examples: int = 6, threads: int = 0, loader: Callable[..., Any] | None = None,
-                 probe_input: str = "features") -> dict[str, Any]:
+                 probe_input: str = "features", attribute_probes: bool = True) -> dict[str, Any]:
     """Evaluate a trained run (module docstring); writes eval.json, splits.json and PNGs, returns the dict.
 
     ``data``: None (the run's data), a spec string, a dataset (split 80/20) or a (pool, test) pair.
@@ -416,7 +445,9 @@ def evaluate_run(run_dir: str | Path, data: DataArg = None, fractions: Sequence[
     ``test_size`` apply to built-in data only. ``finetune_config`` overrides ``finetune_steps``.
     ``progress(what, done, total)`` is called as units of work complete. ``threads`` > 0 sets torch's intra-op thread count for the duration of the call (restored after).
     ``loader(run_dir, checkpoint, device=...)`` rebuilds the run (default :func:`hybridssl.run.load_run`;
-    the CLI passes one that also knows distilled students).
+    the CLI passes one that also knows distilled students). ``probe_input``: what frozen probes read,
+    ``"features"`` (pooled tower features, the CLIP/MAE linear-probe protocol) or ``"embedding"``.
+    ``attribute_probes``: also probe every labelling the data offers (built-in data: each attribute).
     """
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         raise ValueError(f"threads must be an integer >= 0, got {threads!r}")
@@ -426,7 +457,7 @@ def evaluate_run(run_dir: str | Path, data: DataArg = None, fractions: Sequence[
     try:
         return _evaluate(run_dir, data, fractions, seeds, finetune, finetune_steps, prompts, out_dir, pool_size,
                          test_size, progress, modality, checkpoint, splits_file, finetune_config, device, examples,
-                         loader, probe_input)
+                         loader, probe_input, attribute_probes)
     finally:
         torch.set_num_threads(previous)
 
@@ -435,7 +466,8 @@ def _evaluate(run_dir: str | Path, data: DataArg, fractions: Sequence[float], se
               finetune_steps: int, prompts: Sequence[str] | None, out_dir: str | Path | None, pool_size: int,
               test_size: int, progress: Progress | None, modality: str | None, checkpoint: str | None,
               splits_file: str | Path | None, finetune_config: FinetuneConfig | None, device: str,
-              examples: int, loader: Callable[..., Any] | None, probe_input: str) -> dict[str, Any]:
+              examples: int, loader: Callable[..., Any] | None, probe_input: str,
+              attribute_probes: bool) -> dict[str, Any]:
     from hybridssl.evaluation import plots
     from hybridssl.run import load_run
     from hybridssl.trainer import resolve_device
@@ -497,6 +529,8 @@ def _evaluate(run_dir: str | Path, data: DataArg, fractions: Sequence[float], se
         low = low_label_report(run, pool_emb, pool_pos, test_emb, test_pos, pool_ds, test_ds, label_names, tower,
                                fractions, seeds, finetune, ft_cfg, out, src["partition"],
                                Path(splits_file) if splits_file else None, tick, probe_input)
+    attributes = (attribute_report(run, pool_emb, pool_pos, test_emb, test_pos, pool_ds, test_ds, tower, fractions,
+                                   seeds, out, probe_input) if attribute_probes else {})
 
     t0 = time.perf_counter()
     files = {"eval": str(out / "eval.json")}
@@ -528,6 +562,7 @@ def _evaluate(run_dir: str | Path, data: DataArg, fractions: Sequence[float], se
         "prompts": {"source": "templates" if prompts is not None else "dataset",
                     "templates": list(prompts) if prompts is not None else None},
         "low_label": low,
+        "attribute_probes": attributes,
         "quality": quality,
         "files": files,
         "seconds": {"extract": round(t_extract, 2), "retrieval_zero_shot_quality": round(t_heldout, 2),

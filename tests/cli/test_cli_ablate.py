@@ -19,6 +19,11 @@ def test_ablate_quick_tiny(tmp_path, capsys):
     for variant, metrics in table.items():
         assert {"linear_probe@0.05", "linear_probe@0.1", "knn@0.1", "retrieval_R@1"} <= set(metrics), variant
         assert metrics["linear_probe@0.1"]["n"] == 1
+        attrs = {m for m in metrics if m.startswith("attribute:")}
+        assert attrs == {f"attribute:{a}" for a in ("shape", "colour", "size", "position", "texture")}
+        assert metrics["attributes_mean"]["mean"] == pytest.approx(
+            sum(metrics[a]["mean"] for a in attrs) / len(attrs))
+    assert result["attribute_chance"]["builtin"]["attribute:size"] == 50.0
     # each variant trained the objective it names
     parts = {v: json.loads((out / "builtin" / v / "seed0" / "metrics.jsonl").read_text().splitlines()[0])["parts"]
              for v in VARIANTS}
@@ -28,4 +33,7 @@ def test_ablate_quick_tiny(tmp_path, capsys):
                           .splitlines()[0])["weights"].values()) == {1.0}
     assert "| full |" in (out / "ablation.md").read_text()
     assert (out / "ablation.png").stat().st_size > 1000
-    assert "Ablation on builtin" in capsys.readouterr().out
+    md = (out / "ablation.md").read_text()
+    assert "Attribute probes" in md and "size (50.0)" in md
+    printed = capsys.readouterr().out
+    assert "Ablation on builtin" in printed and "Attribute probes on builtin" in printed

@@ -339,3 +339,13 @@ def test_audio_noise_level_and_peak() -> None:
     assert np.abs(loud).max() == pytest.approx(PEAK, abs=1e-6)
     short = render_audio((4, 7, 1, 1, 2), np.random.default_rng(0), 8000, 0.5, INF)
     assert short.shape == (4000,) and _count_notes(short, 8000 // 200, 8000)[0] == 6
+
+
+def test_label_sets_are_every_attribute_of_every_item():
+    ds = SyntheticScenes(size=12, seed=3, split="val", label_attribute="colour")
+    sets = ds.label_sets()
+    assert list(sets) == list(SyntheticScenes.ATTRIBUTES)
+    for name, (names, labels) in sets.items():
+        assert names == list(SyntheticScenes.ATTRIBUTES[name]) and labels.shape == (12,)
+        assert [names[int(v)] for v in labels] == [ds.attributes(i)[name] for i in range(12)]
+    assert sets["colour"][1].tolist() == [ds.label_at(i) for i in range(12)]

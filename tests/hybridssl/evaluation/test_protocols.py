@@ -57,6 +57,14 @@ def test_eval_json_structure(run_dir, evaluated):
             assert r["accuracy"]["mean"] == pytest.approx(np.mean(r["accuracy"]["values"]))
             assert r["accuracy"]["std"] == pytest.approx(np.std(r["accuracy"]["values"], ddof=1))
             assert 0 <= r["macro_f1"]["mean"] <= 100
+    attrs = result["attribute_probes"]
+    assert set(attrs) == {"shape", "colour", "size", "position", "texture"}
+    assert attrs["size"]["chance"] == 50.0 and attrs["colour"]["n_classes"] == 8
+    # the shape labelling is the dataset's own label: same splits, same probes, same numbers
+    for p in ("linear_probe", "knn"):
+        for f, r in attrs["shape"]["protocols"][p].items():
+            assert r["accuracy"]["values"] == low["protocols"][p][f]["accuracy"]["values"]
+    assert (run_dir / "eval" / "attributes" / "colour" / "splits.json").exists()
     q = result["quality"]
     assert set(q["pairs"]) == {"image-text", "image-audio", "text-audio"}
     for m, v in q["modalities"].items():
