@@ -9,6 +9,7 @@ import typer
 from cli.ablate import ablate
 from cli.console import console
 from cli.demo import demo
+from cli.edge import bench, classify, embed, index, search, serve
 from cli.evaluate import evaluate
 from cli.info import info
 from cli.train import train
@@ -25,6 +26,12 @@ app.command(help="Summarise a run directory.")(info)
 app.command(help="Run the whole pipeline end to end on the built-in dataset.")(demo)
 app.command(name="eval", help="Evaluate a run: retrieval, zero-shot, low-label protocols, embedding quality.")(evaluate)
 app.command(help="Reproduce the ablation: full vs contrastive-only vs generative-only vs no dynamic weighting.")(ablate)
+app.command(help="Embed files or texts with a bundle (torch-free runtime).")(embed)
+app.command(help="Classify a file with a bundle (zero-shot over labels, or the bundle's head).")(classify)
+app.command(help="Index a folder of images/audio into a searchable gallery.")(index)
+app.command(help="Search a gallery with a text, image or audio query.")(search)
+app.command(help="Benchmark a bundle per back end, precision and batch size.")(bench)
+app.command(help="Serve a bundle as a small local JSON API.")(serve)
 
 # Errors a user can cause: one clear line, exit code 2, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)
