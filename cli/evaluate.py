@@ -50,6 +50,21 @@ def low_label_table(low: dict[str, Any]) -> Table:
     return t
 
 
+def attribute_table(attributes: dict[str, Any]) -> Table:
+    """Frozen probes per attribute (rows) × protocol and label fraction (columns), chance beside."""
+    columns = list(dict.fromkeys((p, f) for a in attributes.values() for p, by_f in a["protocols"].items()
+                                 for f in sorted(by_f, key=float)))
+    t = Table(title="Attribute probes (frozen; %, mean ± std over seeds)")
+    t.add_column("attribute")
+    t.add_column("chance", justify="right")
+    for p, f in columns:
+        t.add_column(f"{p.replace('_', ' ')} {100 * float(f):g}%", justify="right", no_wrap=True)
+    for name, a in attributes.items():
+        t.add_row(name, f"{a['chance']:.1f}", *[_pm((a["protocols"].get(p, {}).get(f) or {}).get("accuracy"))
+                                                 for p, f in columns])
+    return t
+
+
 def quality_table(quality: dict[str, Any]) -> Table:
     t = Table(title="Embedding quality, test split (alignment and uniformity: lower is better)")
     for col in ("pair / modality", "alignment", "uniformity", "eff. rank / dim", "n"):
@@ -81,10 +96,13 @@ def evaluate(
     checkpoint: Annotated[Optional[str], typer.Option(help="checkpoint folder name (default: the latest)")] = None,
     splits: Annotated[Optional[Path], typer.Option(help="reuse the label splits of an earlier splits.json")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="output folder (default RUN_DIR/eval)")] = None,
+    probe_input: Annotated[str, typer.Option(help="what frozen probes read: features (pooled tower features) | "
+                                                  "embedding (joint space)")] = "features",
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default)")] = 0,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bar")] = False,
 ) -> None:
     from hybridssl.evaluation.finetune import FinetuneConfig
+    from distill.runs import load_any_run
     from hybridssl.evaluation.protocols import evaluate_run
 
     fracs = parse_fractions(fractions)
@@ -105,7 +123,8 @@ def evaluate(
         result = evaluate_run(run_dir, data=data, fractions=fracs, seeds=tuple(range(seeds)), finetune=finetune,
                               finetune_steps=finetune_steps, prompts=templates, out_dir=out, pool_size=pool_size,
                               test_size=test_size, progress=on_progress, modality=modality, checkpoint=checkpoint,
-                              splits_file=splits, finetune_config=ft_cfg, threads=threads)
+                              splits_file=splits, finetune_config=ft_cfg, threads=threads, loader=load_any_run,
+                              probe_input=probe_input)
     console.print(f"data: {result['data']['description']}")
     console.print(retrieval_table(result))
     console.print(zero_shot_table(result))
@@ -114,6 +133,8 @@ def evaluate(
         console.print(low_label_table(low))
     else:
         console.print(f"[yellow]low-label protocols skipped: {low.get('skipped')}[/]")
+    if result.get("attribute_probes"):
+        console.print(attribute_table(result["attribute_probes"]))
     console.print(quality_table(result["quality"]))
     for part in ("pool", "test"):
         skipped = skip_table(result["data"]["skipped"][part], f"{part} items skipped / repaired")

@@ -32,7 +32,7 @@ def test_eval_prints_tables_and_writes_files(run_dir, tmp_path, capsys):
                  "--out", str(out)])
     text = capsys.readouterr().out
     assert code == 0, text
-    for title in ("cross-modal retrieval", "zero-shot", "Low-label protocols", "Embedding quality"):
+    for title in ("cross-modal retrieval", "zero-shot", "Low-label protocols", "Attribute probes", "Embedding quality"):
         assert title in text, title
     assert "linear_probe" in text and "finetune" in text and "100%" in text and "5%" in text
     result = json.loads((out / "eval.json").read_text())
@@ -49,7 +49,7 @@ def test_no_finetune(run_dir, tmp_path, capsys):
     assert main(["eval", str(run_dir), *FAST, "--fractions", "1", "--no-finetune", "--out", str(tmp_path / "e")]) == 0
     result = json.loads((tmp_path / "e" / "eval.json").read_text())
     assert set(result["low_label"]["protocols"]) == {"linear_probe", "knn"}
-    assert "finetune" not in capsys.readouterr().out.split("Low-label")[1].split("Embedding")[0]
+    assert "finetune" not in capsys.readouterr().out.split("Low-label")[1].split("Attribute")[0]
 
 
 def test_parse_fractions():
@@ -65,6 +65,7 @@ def test_parse_fractions():
     (["--seeds", "0"], "--seeds must be >= 1"),
     (["--prompts", "a photo"], "placeholder"),
     (["--modality", "video"], "not available"),
+    (["--probe-input", "logits"], "probe_input"),
 ])
 def test_bad_options_are_one_line_errors(run_dir, tmp_path, capsys, args, message):
     assert main(["eval", str(run_dir), *FAST, *args, "--out", str(tmp_path / "bad")]) == 2
