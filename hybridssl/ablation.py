@@ -114,7 +114,7 @@ def run_ablation(config: str = "small", datasets: Sequence[str] = ("builtin",), 
                         shutil.rmtree(run_dir)
                     train_run(cfg, run_dir)
                 ev = evaluate_run(run_dir, data=eval_data, fractions=FRACTIONS, seeds=(seed,), finetune=False,
-                                  pool_size=pool_size, test_size=test_size, examples=0)
+                                  pool_size=pool_size, test_size=test_size, examples=0, cap=True)
                 for metric, value in _scores(ev).items():
                     rows.setdefault(spec, {}).setdefault(variant, {}).setdefault(metric, []).append(value)
                 chance.setdefault(spec, {}).update({f"attribute:{name}": a["chance"]

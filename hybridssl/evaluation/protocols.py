@@ -136,8 +136,11 @@ def partition(n: int, seed: int, test_fraction: float = TEST_FRACTION) -> tuple[
     return sorted(perm[n_test:].tolist()), sorted(perm[:n_test].tolist())
 
 
-def resolve_data(data: DataArg, cfg: RunConfig, pool_size: int, test_size: int) -> dict[str, Any]:
-    """{"pool", "test", "description", "partition": {"pool", "test", "seed"} | None} (module doc)."""
+def resolve_data(data: DataArg, cfg: RunConfig, pool_size: int, test_size: int, cap: bool = False) -> dict[str, Any]:
+    """{"pool", "test", "description", "partition": {"pool", "test", "seed"} | None} (module doc).
+
+    ``cap``: partitioned data keeps a seeded uniform subsample of at most ``pool_size`` / ``test_size``
+    positions of its pool and test parts, for quick evaluations of big sets."""
     seed = cfg.train.seed
     if isinstance(data, tuple):
         if len(data) != 2:
@@ -162,6 +165,11 @@ def resolve_data(data: DataArg, cfg: RunConfig, pool_size: int, test_size: int) 
     else:
         raise ValueError(f"data must be a dataset spec, a dataset or a (pool, test) pair, got {type(data).__name__}")
     pool_idx, test_idx = partition(len(full), seed)
+    if cap:
+        rng = np.random.default_rng(seed)
+        pool_idx, test_idx = (sorted(rng.choice(idx, n, replace=False).tolist()) if len(idx) > n else idx
+                              for idx, n in ((pool_idx, pool_size), (test_idx, test_size)))
+        what += f", capped at {pool_size}/{test_size}"
     return {"pool": IndexSubset(full, pool_idx, f"{full.name}[pool]"),
             "test": IndexSubset(full, test_idx, f"{full.name}[test]"),
             "description": f"{what} (seeded {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} pool/test split)",
@@ -437,12 +445,13 @@ def evaluate_run(run_dir: str | Path, data: DataArg = None, fractions: Sequence[
                  modality: str | None = None, checkpoint: str | None = None, splits_file: str | Path | None = None,
                  finetune_config: FinetuneConfig | None = None, device: str = "auto",
                  examples: int = 6, threads: int = 0, loader: Callable[..., Any] | None = None,
-                 probe_input: str = "features", attribute_probes: bool = True) -> dict[str, Any]:
+                 probe_input: str = "features", attribute_probes: bool = True, cap: bool = False) -> dict[str, Any]:
     """Evaluate a trained run (module docstring); writes eval.json, splits.json and PNGs, returns the dict.
 
     ``data``: None (the run's data), a spec string, a dataset (split 80/20) or a (pool, test) pair.
     ``seeds``: the seeds themselves (at least 3 for a reported mean ± std). ``pool_size`` /
-    ``test_size`` apply to built-in data only. ``finetune_config`` overrides ``finetune_steps``.
+    ``test_size`` size built-in data; other data is split whole unless ``cap`` (then they bound the
+    seeded random pool/test parts). ``finetune_config`` overrides ``finetune_steps``.
     ``progress(what, done, total)`` is called as units of work complete. ``threads`` > 0 sets torch's intra-op thread count for the duration of the call (restored after).
     ``loader(run_dir, checkpoint, device=...)`` rebuilds the run (default :func:`hybridssl.run.load_run`;
     the CLI passes one that also knows distilled students). ``probe_input``: what frozen probes read,
@@ -457,7 +466,7 @@ def evaluate_run(run_dir: str | Path, data: DataArg = None, fractions: Sequence[
     try:
         return _evaluate(run_dir, data, fractions, seeds, finetune, finetune_steps, prompts, out_dir, pool_size,
                          test_size, progress, modality, checkpoint, splits_file, finetune_config, device, examples,
-                         loader, probe_input, attribute_probes)
+                         loader, probe_input, attribute_probes, cap)
     finally:
         torch.set_num_threads(previous)
 
@@ -467,7 +476,7 @@ def _evaluate(run_dir: str | Path, data: DataArg, fractions: Sequence[float], se
               test_size: int, progress: Progress | None, modality: str | None, checkpoint: str | None,
               splits_file: str | Path | None, finetune_config: FinetuneConfig | None, device: str,
               examples: int, loader: Callable[..., Any] | None, probe_input: str,
-              attribute_probes: bool) -> dict[str, Any]:
+              attribute_probes: bool, cap: bool) -> dict[str, Any]:
     from hybridssl.evaluation import plots
     from hybridssl.run import load_run
     from hybridssl.trainer import resolve_device
@@ -487,7 +496,7 @@ def _evaluate(run_dir: str | Path, data: DataArg, fractions: Sequence[float], se
     run = (loader or load_run)(Path(run_dir), checkpoint, device=str(resolve_device(device)))
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    src = resolve_data(data, run.cfg, pool_size, test_size)
+    src = resolve_data(data, run.cfg, pool_size, test_size, cap)
     pool_ds, test_ds = src["pool"], src["test"]
     label_names = list(pool_ds.label_names or test_ds.label_names or [])
 

@@ -150,6 +150,12 @@ def test_resolve_data_forms():
     assert len(d["pool"]) == 8 and len(d["test"]) == 2 and d["partition"]["test"] == d["test"].indices
     with pytest.raises(ValueError, match="pool dataset, test dataset"):
         resolve_data((d["pool"],), cfg, 30, 20)
+    full = resolve_data("builtin:split=train,size=100", cfg, 30, 5)
+    capped = resolve_data("builtin:split=train,size=100", cfg, 30, 5, cap=True)
+    assert len(capped["pool"]) == 30 and len(capped["test"]) == 5
+    assert set(capped["pool"].indices) <= set(full["pool"].indices)
+    assert set(capped["test"].indices) <= set(full["test"].indices)
+    assert max(capped["pool"].indices) > 60          # a uniform subsample, not the first positions
 
 
 def test_partition_is_seeded_disjoint_and_complete():
