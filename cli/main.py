@@ -9,6 +9,7 @@ import typer
 from cli.ablate import ablate
 from cli.console import console
 from cli.demo import demo
+from cli.distill import distill
 from cli.edge import bench, classify, embed, index, search, serve
 from cli.evaluate import evaluate
 from cli.info import info
@@ -26,6 +27,7 @@ app.command(help="Summarise a run directory.")(info)
 app.command(help="Run the whole pipeline end to end on the built-in dataset.")(demo)
 app.command(name="eval", help="Evaluate a run: retrieval, zero-shot, low-label protocols, embedding quality.")(evaluate)
 app.command(help="Reproduce the ablation: full vs contrastive-only vs generative-only vs no dynamic weighting.")(ablate)
+app.command(help="Distil a teacher run into small students and compare them side by side.")(distill)
 app.command(help="Embed files or texts with a bundle (torch-free runtime).")(embed)
 app.command(help="Classify a file with a bundle (zero-shot over labels, or the bundle's head).")(classify)
 app.command(help="Index a folder of images/audio into a searchable gallery.")(index)
