@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from hybridssl.checkpoint import load_checkpoint, save_checkpoint
@@ -94,8 +95,12 @@ def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict[str,
 
 
 class Trainer:
+    """Trains ``task`` (default: a :class:`HybridTask` around ``model``) on ``train_set`` with batches
+    from ``collator`` (default: the run's :class:`Collator`). Another task (e.g. distillation) passes
+    its own task and collator and reuses everything else."""
+
     def __init__(self, cfg: RunConfig, run_dir: Path, train_set: MultimodalDataset, tokenizer: TextTokenizer | None,
-                 model: HybridModel) -> None:
+                 model: HybridModel, *, task: nn.Module | None = None, collator: Collator | None = None) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.train_set = train_set
@@ -103,10 +108,12 @@ class Trainer:
         tc = cfg.train
         self.device = resolve_device(tc.device)
         self.amp_dtype = autocast_dtype(tc.precision, self.device)
-        text = None
-        if tokenizer is not None:
-            text = TextMasking(tokenizer.mask_id, tokenizer.vocab_size, tokenizer.special_ids)
-        self.task = HybridTask(cfg, model, text).to(self.device)
+        if task is None:
+            text = None
+            if tokenizer is not None:
+                text = TextMasking(tokenizer.mask_id, tokenizer.vocab_size, tokenizer.special_ids)
+            task = HybridTask(cfg, model, text)
+        self.task = task.to(self.device)
         self.optimizer = torch.optim.AdamW(param_groups(self.task, tc.weight_decay), lr=tc.lr, betas=tuple(tc.betas))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.ema = None
@@ -115,7 +122,7 @@ class Trainer:
 
             self.ema = ModelEmaV3(self.task.model, decay=tc.ema_decay)
         self.state = TrainState()
-        self.collator = Collator(cfg.preprocess, tokenizer, model.modalities)
+        self.collator = collator or Collator(cfg.preprocess, tokenizer, model.modalities)
 
     # ------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
