@@ -12,6 +12,7 @@ from cli.demo import demo
 from cli.distill import distill
 from cli.edge import bench, classify, embed, index, search, serve
 from cli.evaluate import evaluate
+from cli.export import export
 from cli.info import info
 from cli.train import train
 
@@ -28,6 +29,8 @@ app.command(help="Run the whole pipeline end to end on the built-in dataset.")(d
 app.command(name="eval", help="Evaluate a run: retrieval, zero-shot, low-label protocols, embedding quality.")(evaluate)
 app.command(help="Reproduce the ablation: full vs contrastive-only vs generative-only vs no dynamic weighting.")(ablate)
 app.command(help="Distil a teacher run into small students and compare them side by side.")(distill)
+app.command(help="Export a run as a device bundle (ONNX / ONNX Runtime int8+fp16 / OpenVINO IR / TensorRT), "
+                 "every step parity-checked.")(export)
 app.command(help="Embed files or texts with a bundle (torch-free runtime).")(embed)
 app.command(help="Classify a file with a bundle (zero-shot over labels, or the bundle's head).")(classify)
 app.command(help="Index a folder of images/audio into a searchable gallery.")(index)

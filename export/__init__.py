@@ -1,1 +1,7 @@
-"""ONNX / ONNX Runtime / OpenVINO / TensorRT export and bundle writing (lands with issue #5)."""
+"""ONNX / ONNX Runtime / OpenVINO / TensorRT export and bundle writing (issue #5).
+
+``api.export_run`` is the entry point; ``towers`` (exportable tower modules and their signature),
+``onnx_graph`` (export, optimise, check), ``data`` (calibration and held-out data), ``backends``
+(runners of the real back ends), ``parity`` (the gate after every step), ``quantize_ort``,
+``openvino_backend``, ``tensorrt_backend`` and ``bundle`` (the writer of docs/bundle.md).
+"""

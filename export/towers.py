@@ -1,0 +1,167 @@
+"""One exportable ``nn.Module`` per modality tower, and the tensor signature the bundle promises.
+
+A tower maps the bundle inputs of one modality to the L2-normalised joint embedding, using only
+the tower interface of a loaded run's model (``modalities``, ``embed(m, x, attention)``), so a
+teacher and a distilled student export alike:
+
+=========  ==============================================================  ====================
+modality   inputs (name, shape, dtype)                                     output
+=========  ==============================================================  ====================
+image      ``pixels`` (B, 3, S, S) float32 — normalised pixels             ``embedding`` (B, E)
+text       ``input_ids`` (B, L) int64, ``attention_mask`` (B, L) int64      float32, ‖e‖₂ = 1
+audio      ``log_mel`` (B, 1, M, T) float32 — normalised log-mel
+=========  ==============================================================  ====================
+
+S = ``spec.image.size``, L = ``spec.text.max_length``, M = ``spec.audio.n_mels``,
+T = ``spec.audio.num_frames``; B is the one dynamic axis (``"batch"``). The attention mask is 1 on
+real tokens (``TextTokenizer.encode``'s boolean mask cast to int64).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from hybridssl.preprocessing import PreprocessSpec
+from hybridssl.tokenizer import TextTokenizer
+
+MODALITY_ORDER = ("image", "text", "audio")
+BATCH = "batch"
+EXAMPLE_CAPTIONS = ("a red circle on the left", "a small blue square with stripes at the top of the picture")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int | str, ...]     # "batch" marks the dynamic axis
+    dtype: str                       # numpy dtype name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass(frozen=True)
+class TowerIO:
+    modality: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+
+def tower_io(modality: str, spec: PreprocessSpec, embed_dim: int) -> TowerIO:
+    """The bundle's input/output signature of one tower (module docstring)."""
+    if modality == "image":
+        s = spec.image.size
+        inputs: tuple[TensorSpec, ...] = (TensorSpec("pixels", (BATCH, 3, s, s), "float32"),)
+    elif modality == "text":
+        n = spec.text.max_length
+        inputs = (TensorSpec("input_ids", (BATCH, n), "int64"), TensorSpec("attention_mask", (BATCH, n), "int64"))
+    elif modality == "audio":
+        inputs = (TensorSpec("log_mel", (BATCH, 1, spec.audio.n_mels, spec.audio.num_frames), "float32"),)
+    else:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITY_ORDER}")
+    return TowerIO(modality, inputs, (TensorSpec("embedding", (BATCH, embed_dim), "float32"),))
+
+
+class ImageTower(nn.Module):
+    """pixels (B, 3, S, S) → embedding (B, E)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: Tensor) -> Tensor:
+        return self.model.embed("image", pixels)
+
+
+class TextTower(nn.Module):
+    """input_ids (B, L) int64, attention_mask (B, L) int64 (1 = real token) → embedding (B, E)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        return self.model.embed("text", input_ids, attention_mask != 0)
+
+
+class AudioTower(nn.Module):
+    """log_mel (B, 1, M, T) → embedding (B, E)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, log_mel: Tensor) -> Tensor:
+        return self.model.embed("audio", log_mel)
+
+
+_TOWERS: dict[str, type[nn.Module]] = {"image": ImageTower, "text": TextTower, "audio": AudioTower}
+
+
+def tower_module(model: nn.Module, modality: str) -> nn.Module:
+    """The exportable wrapper of one tower of ``model`` (in eval mode)."""
+    if modality not in getattr(model, "modalities", ()):
+        raise ValueError(f"the model has no {modality!r} tower (it has {', '.join(model.modalities)})")
+    return _TOWERS[modality](model).eval()
+
+
+def example_feeds(modality: str, spec: PreprocessSpec, tokenizer: TextTokenizer | None,
+                  batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic example inputs (bundle names → arrays) used to trace the export."""
+    rng = np.random.default_rng(seed)
+    if modality == "text":
+        if tokenizer is None:
+            raise ValueError("the run has a text tower but no tokenizer (tokenizer.json missing from its checkpoint)")
+        captions = [EXAMPLE_CAPTIONS[i % len(EXAMPLE_CAPTIONS)] for i in range(batch)]
+        ids, attn = tokenizer.encode(captions)                               # (B, L) int64, (B, L) bool
+        return {"input_ids": ids.astype(np.int64), "attention_mask": attn.astype(np.int64)}
+    io = tower_io(modality, spec, 1)
+    shape = (batch, *io.inputs[0].shape[1:])
+    return {io.inputs[0].name: rng.standard_normal(shape).astype(np.float32)}
+
+
+def feeds_to_torch(feeds: dict[str, np.ndarray]) -> tuple[Tensor, ...]:
+    """Bundle feeds (in signature order) → the tower module's positional arguments."""
+    return tuple(torch.from_numpy(np.ascontiguousarray(v)) for v in feeds.values())
+
+
+def interface_args(feeds: dict[str, np.ndarray]) -> tuple[Tensor, Tensor | None]:
+    """Bundle feeds → ``(x, attention)`` of the tower interface's ``embed(m, x, attention)``
+    (the text mask as bool, None for image/audio)."""
+    args = feeds_to_torch(feeds)
+    return args[0], (args[1] != 0 if len(args) > 1 else None)
+
+
+def torch_to_feeds(modality: str, x: Tensor, attention: Tensor | None = None) -> dict[str, np.ndarray]:
+    """The tower-interface arguments of ``embed(m, x, attention)`` → bundle feeds (numpy)."""
+    if modality == "text":
+        if attention is None:
+            raise ValueError("text needs its attention mask")
+        return {"input_ids": x.cpu().numpy().astype(np.int64), "attention_mask": attention.cpu().numpy().astype(np.int64)}
+    name = {"image": "pixels", "audio": "log_mel"}.get(modality)
+    if name is None:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITY_ORDER}")
+    return {name: x.detach().cpu().numpy().astype(np.float32)}
+
+
+@torch.inference_mode()
+def torch_embed(model: nn.Module, modality: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """Run one tower of the PyTorch model on bundle feeds → (B, E) float32."""
+    return tower_module(model, modality)(*feeds_to_torch(feeds)).float().cpu().numpy()
+
+
+def embed_dim_of(model: nn.Module, modality: str, spec: PreprocessSpec, tokenizer: TextTokenizer | None) -> int:
+    """E, measured by running the tower once (students and teachers alike)."""
+    return int(torch_embed(model, modality, example_feeds(modality, spec, tokenizer, batch=1)).shape[1])

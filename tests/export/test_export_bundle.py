@@ -1,0 +1,113 @@
+"""The bundle writer: atomic write, sha256 of every file, and verify_bundle refusing every tampering."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import pytest
+
+from export.bundle import BundleWriter, labels_entry, model_file_name, sha256_file, verify_bundle
+from hybridssl.data.synthetic_text import class_prompts
+from hybridssl.evaluation.heldout import PROMPT_TEMPLATES
+
+MANIFEST = {"format": "hssl-bundle", "format_version": 1, "target": "onnx", "precision": "fp32", "embed_dim": 4,
+            "modalities": {"image": {"files": {"model": "image.onnx"}}}, "tokenizer": None}
+
+
+def _write(out, files=None):
+    with BundleWriter(out) as w:
+        for name, data in (files or {"image.onnx": b"graph"}).items():
+            w.path(name).write_bytes(data)
+        w.commit(MANIFEST, {"steps": []})
+    return out
+
+
+def test_sha256_matches_hashlib(tmp_path):
+    data = bytes(range(256)) * 5000
+    (tmp_path / "f").write_bytes(data)
+    assert sha256_file(tmp_path / "f", chunk=1000) == hashlib.sha256(data).hexdigest()
+
+
+def test_commit_lists_every_file_with_its_sha(tmp_path):
+    out = _write(tmp_path / "b")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"image.onnx", "report.json"}
+    assert manifest["files"]["image.onnx"] == hashlib.sha256(b"graph").hexdigest()
+    assert manifest["created"].endswith("Z") and verify_bundle(out)["target"] == "onnx"
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]
+
+
+def test_a_failure_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError, match="boom"):
+        with BundleWriter(tmp_path / "b") as w:
+            w.path("image.onnx").write_bytes(b"half")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="references files it does not list"):   # manifest points at nothing
+        _write(tmp_path / "c", {"other.onnx": b"x"})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refuses_to_replace_without_overwrite(tmp_path):
+    _write(tmp_path / "b")
+    with pytest.raises(FileExistsError, match="already exists"):
+        _write(tmp_path / "b")
+    with BundleWriter(tmp_path / "b", overwrite=True) as w:
+        w.path("image.onnx").write_bytes(b"new")
+        w.commit(MANIFEST, {})
+    assert (tmp_path / "b" / "image.onnx").read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["b"]
+    with BundleWriter(tmp_path / "d") as w, pytest.raises(ValueError, match="invalid bundle file name"):
+        w.path("../escape")
+
+
+@pytest.mark.parametrize("tamper,message", [
+    (lambda b: (b / "image.onnx").write_bytes(b"evil"), "image.onnx was modified"),
+    (lambda b: (b / "image.onnx").unlink(), "missing: image.onnx"),
+    (lambda b: (b / "extra.bin").write_bytes(b"x"), "not listed in the manifest: extra.bin"),
+    (lambda b: _edit(b, format_version=2), "unknown format 'hssl-bundle' version 2"),
+    (lambda b: (b / "manifest.json").write_text("{"), "not valid JSON"),
+    (lambda b: (b / "manifest.json").unlink(), "not a bundle"),
+])
+def test_verify_refuses_tampering(tmp_path, tamper, message):
+    out = _write(tmp_path / "b")
+    tamper(out)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        verify_bundle(out)
+
+
+def _edit(bundle, **changes):
+    m = json.loads((bundle / "manifest.json").read_text())
+    m.update(changes)
+    (bundle / "manifest.json").write_text(json.dumps(m))
+
+
+def test_real_bundle_copy_is_verified_and_tampering_caught(ort_bundle, tmp_path):
+    out, _ = ort_bundle
+    copy = shutil.copytree(out, tmp_path / "copy")
+    assert verify_bundle(copy)["precision"] == "int8"
+    with open(copy / "text.int8.onnx", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01")
+    with pytest.raises(ValueError, match="text.int8.onnx was modified"):
+        verify_bundle(copy)
+
+
+def test_file_names():
+    assert model_file_name("image", "onnx", "fp32") == {"model": "image.onnx"}
+    assert model_file_name("text", "onnxruntime", "int8") == {"model": "text.int8.onnx"}
+    assert model_file_name("audio", "openvino", "fp16") == {"model": "audio.fp16.xml", "weights": "audio.fp16.bin"}
+    assert model_file_name("image", "tensorrt", "fp16") == {"model": "image.fp16.plan"}
+    with pytest.raises(ValueError):
+        model_file_name("image", "coreml", "fp32")
+
+
+def test_labels_from_builtin_and_generic_prompts():
+    shape = labels_entry(class_prompts("shape"))
+    assert shape["names"][:2] == ["circle", "square"] and len(shape["names"]) == 8
+    assert shape["templates"] == ["a {}", "a picture of a {}", "a drawing of a {}"]
+    assert shape["prompts"]["circle"][3] == "a disc"
+    generic = labels_entry({n: [t.format(n) for t in PROMPT_TEMPLATES] for n in ("cat", "dog")})
+    assert generic["templates"] == list(PROMPT_TEMPLATES)
+    assert labels_entry(None) is None and labels_entry({}) is None
