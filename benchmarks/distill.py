@@ -31,8 +31,8 @@ from rich.table import Table
 
 OUT = Path(__file__).parent / "results" / "distill.json"
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# this file shares its name with a package: the repository root must come first, this folder not at all
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 
 console = Console()
 

@@ -39,8 +39,8 @@ from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path[:1]:        # this file is benchmarks/export.py: the package must win over it
-    sys.path.insert(0, str(ROOT))
+# this file shares its name with a package: the repository root must come first, this folder not at all
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 
 from distill.runs import load_any_run
 from export.api import export_run
