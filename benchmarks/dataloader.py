@@ -11,7 +11,7 @@ The step's FLOPs (forward + backward, ``torch.utils.flop_counter``) give the ach
 on a GPU with a known (or ``--peak-tflops``) bf16 peak, the fraction of that peak.
 
     .venv/bin/python benchmarks/dataloader.py [--preset small] [--workers 0,2] [--batches 6] [--steps 3]
-                                              [--device cpu|cuda] [--peak-tflops 989]
+                                              [--device cpu|cuda] [--peak-tflops 989] [--threads N]
 
 Prints a rich table and writes benchmarks/results/dataloader.json.
 """
@@ -43,11 +43,10 @@ BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, 
 
 
 def loader_rate(loader: DataLoader, batches: int) -> float:
-    """Samples/s over ``batches`` batches after the first one (worker start-up excluded)."""
-    it = iter(loader)
-    next(it)
+    """Samples/s of ``batches`` batches, timed from the iterator's creation (worker start-up included:
+    timing only later batches would count batches the workers prefetched meanwhile)."""
     t0, n = time.perf_counter(), 0
-    for batch in itertools.islice(it, batches):
+    for batch in itertools.islice(iter(loader), batches):
         n += batch["n"]
     return n / (time.perf_counter() - t0)
 
@@ -55,8 +54,8 @@ def loader_rate(loader: DataLoader, batches: int) -> float:
 def loaders(cfg, train_set, shards: ShardDataset, collate: Collator, workers: int, batches: int) -> dict[str, DataLoader]:
     b, seed = cfg.train.batch_size, cfg.train.seed
     common = dict(collate_fn=collate, num_workers=workers, persistent_workers=False)
-    sampler = StepBatchSampler(len(train_set), b, seed, batches + 1)
-    shard_sampler = StepBatchSampler(len(shards), b, seed, batches + 1)
+    sampler = StepBatchSampler(len(train_set), b, seed, batches)
+    shard_sampler = StepBatchSampler(len(shards), b, seed, batches)
     stream = shards.stream(seed=seed, epochs=None, shuffle_buffer=cfg.data.shuffle_buffer, batch_size=b)
     return {"builtin": DataLoader(SafeDataset(train_set), batch_sampler=sampler, **common),
             "shards (map)": DataLoader(SafeDataset(shards), batch_sampler=shard_sampler, **common),
@@ -93,13 +92,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="small")
     ap.add_argument("--workers", default="0,2", help="DataLoader worker counts to try")
-    ap.add_argument("--batches", type=int, default=6, help="batches timed per loader")
+    ap.add_argument("--batches", type=int, default=8, help="batches timed per loader")
     ap.add_argument("--steps", type=int, default=3, help="train steps timed")
     ap.add_argument("--samples", type=int, default=512, help="dataset size (built-in data)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="bf16 peak of the device (default: a lookup)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(args.preset, [f"data.train_size={args.samples}", f"train.device={args.device}"])
@@ -132,7 +134,7 @@ def main() -> None:
     for r in result["loaders"]:
         table.add_row(r["stage"], str(r["workers"]), f"{r['samples_per_s']:.1f}", f"{r['x_step']:.2f}")
     frac = f", {100 * result['fraction_of_peak']:.1f} % of bf16 peak" if peak else ""
-    table.add_row("train step", "-", f"{step:.1f}", f"1.00 ({achieved:.2f} TFLOP/s{frac})")
+    table.add_row("train step", "-", f"{step:.1f}", f"1.00 ({achieved:.3g} TFLOP/s{frac})")
     Console().print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))

@@ -14,6 +14,7 @@ from cli.edge import bench, classify, embed, index, search, serve
 from cli.evaluate import evaluate
 from cli.export import export
 from cli.info import info
+from cli.shard import shard
 from cli.train import train
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app.command(help="Summarise a run directory.")(info)
 app.command(help="Run the whole pipeline end to end on the built-in dataset.")(demo)
 app.command(name="eval", help="Evaluate a run: retrieval, zero-shot, low-label protocols, embedding quality.")(evaluate)
 app.command(help="Reproduce the ablation: full vs contrastive-only vs generative-only vs no dynamic weighting.")(ablate)
+app.command(help="Write any dataset into WebDataset-style tar shards (read back with --data shards:DIR).")(shard)
 app.command(help="Distil a teacher run into small students and compare them side by side.")(distill)
 app.command(help="Export a run as a device bundle (ONNX / ONNX Runtime int8+fp16 / OpenVINO IR / TensorRT), "
                  "every step parity-checked.")(export)

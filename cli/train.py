@@ -43,7 +43,10 @@ def train(
 
     def on_start(trainer) -> None:
         nonlocal bar
-        bar = TrainProgress(trainer.cfg.train.steps, trainer.state.step, enabled=not no_progress)
+        if trainer.world_size > 1 and trainer.rank == 0:
+            console.print(f"distributed: {trainer.world_size} processes ({trainer.cfg.train.distributed}), "
+                          f"global batch {trainer.cfg.train.batch_size}")
+        bar = TrainProgress(trainer.cfg.train.steps, trainer.state.step, enabled=not no_progress and trainer.rank == 0)
         bar.__enter__()
 
     try:
@@ -51,6 +54,8 @@ def train(
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
+    if "heldout" not in metrics:  # a rank other than 0 under torchrun
+        return
     print_heldout(metrics["heldout"])
     skipped = skip_table(metrics["data_report"])
     if skipped is not None:

@@ -30,6 +30,8 @@ class DataConfig:
     val_size: int = 1000              # built-in dataset only
     num_workers: int = 0
     image_size: int = 64              # built-in dataset render size (before preprocessing)
+    streaming: bool = False           # shards: specs only: read the tars sequentially (per-rank/worker split, shuffle buffer)
+    shuffle_buffer: int = 1000        # streaming: samples held in the seeded shuffle buffer
 
 
 @dataclass
@@ -87,6 +89,7 @@ class LossConfig:
     mixed_negatives: int = 16
     query_mixed_negatives: int = 8
     two_pass: bool = False            # naive baseline (benchmarks): contrastive on a separate unmasked pass
+    gather: str = "global"            # torchrun: "global" = InfoNCE over the negatives of every rank, "local" = own rank
     kl_beta: float = 1.0              # VAE
     kl_warmup_steps: int = 200
 
@@ -100,7 +103,7 @@ class WeightingConfig:
 @dataclass
 class TrainConfig:
     steps: int = 400
-    batch_size: int = 64
+    batch_size: int = 64              # GLOBAL batch: under torchrun each of W ranks takes batch_size / W
     lr: float = 1e-3
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.98)
@@ -117,6 +120,7 @@ class TrainConfig:
     ckpt_every: int = 200
     max_bad_steps: int = 20           # abort after this many skipped non-finite steps
     eval_size: int = 1000             # held-out items embedded for the end-of-run report
+    distributed: str = "ddp"          # torchrun with > 1 process: "ddp" (replicated) | "fsdp" (sharded, large models)
 
 
 @dataclass

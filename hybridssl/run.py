@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hybridssl import dist
 from hybridssl.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, read_state
 from hybridssl.config import RunConfig, load_config, save_config
 from hybridssl.data.base import MultimodalDataset
@@ -109,6 +110,8 @@ def train_run(cfg: RunConfig, run_dir: Path, *, resume: bool = False,
 
 def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, on_step: Callable[[StepLog], None] | None,
                on_start: Callable[[Trainer], None] | None) -> dict[str, Any]:
+    dist.init_from_env()  # under torchrun: the process group; rank 0 alone writes the run folder
+    main = dist.is_main()
     ckpt = latest_checkpoint(run_dir) if resume else None
     if resume:
         if ckpt is None:
@@ -123,10 +126,11 @@ def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, on_step: Callable[[S
         if (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
             raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
         run_dir.mkdir(parents=True, exist_ok=True)
-        cfg, train_set, val_set, tokenizer = prepare(cfg, run_dir)
-        if tokenizer is not None:
+        cfg, train_set, val_set, tokenizer = prepare(cfg, run_dir if main else None)
+        if tokenizer is not None and main:
             tokenizer.save(run_dir / "tokenizer.json")
-    save_config(cfg, run_dir / "config.yaml")
+    if main:
+        save_config(cfg, run_dir / "config.yaml")
     torch.manual_seed(cfg.train.seed)  # the initial weights are a function of the seed alone
     model = build_model(cfg, tokenizer.vocab_size if tokenizer else 0, train_set.modalities)
     trainer = Trainer(cfg, run_dir, train_set, tokenizer, model)
@@ -140,6 +144,8 @@ def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, on_step: Callable[[S
     start_samples = trainer.state.samples_seen
     trainer.fit(on_step)
     train_seconds = time.perf_counter() - t0
+    if not main:  # the other ranks stop here; rank 0 evaluates and reports
+        return {"run": str(run_dir), "steps": trainer.state.step, "rank": dist.rank()}
     report = evaluate_heldout(trainer.task.model, tokenizer, val_set, cfg)
     metrics = {
         "run": str(run_dir),

@@ -8,6 +8,24 @@ For each modality m in the batch the encoder runs ONCE on the visible tokens (ra
     patches of image and audio, masked-token prediction for text;
   * optional intra-modal NT-Xent between two independently masked views of the image.
 The weighting strategy combines the named terms; its weights and the signals it saw are returned.
+
+Under torchrun (world size W > 1, see :mod:`hybridssl.dist`) one step on W ranks × B equals one
+single-process step on W·B:
+  * randomness is rank-consistent: every rank advances the shared step generator exactly as the
+    single process does — a rank replays (draws and discards) the masking / VAE noise of the rows
+    the other ranks own, MLM corruption and MoCHi mixing run on the gathered global ids / queries
+    and each rank keeps its own rows — so every sample gets the mask it would get in one process;
+  * ``loss.gather=global``: each rank scores its anchors against the gathered embeddings of the
+    whole batch (gradients flow back through the gather), with the duplicate-caption mask of the
+    global batch; ``local``: against its own rows only;
+  * every term is a mean over n_r units on rank r (anchors, masked patches, selected tokens,
+    samples); the rank's term is scaled by W·n_r/N (N = Σ_r n_r) so that DDP's gradient average is
+    the gradient of the global mean, and its VALUE is replaced by the global mean Σ_r n_r L_r / N
+    (one all-reduce), so the weighting sees the same statistics — and gives the same weights — on
+    every rank; candidate counts and redundancy are global too;
+  * the MoCo queues enqueue the gathered keys, so they stay identical.
+Exceptions, documented: NT-Xent stays per-rank; VAE noise is only bit-identical when
+n_keep·vae_latent is a multiple of 16 (torch's CPU normal sampler works in blocks of 16).
 """
 
 from __future__ import annotations
@@ -16,9 +34,14 @@ import copy
 import itertools
 from dataclasses import dataclass, field
 
+import hashlib
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
 from torch import Tensor, nn
 
+from hybridssl import dist
 from hybridssl.config import RunConfig
 from hybridssl.losses.hard_negatives import mix_hard_negatives
 from hybridssl.losses.infonce import InfoNCELoss
@@ -28,12 +51,15 @@ from hybridssl.losses.ntxent import nt_xent
 from hybridssl.losses.queue import MomentumQueue, momentum_update
 from hybridssl.losses.temperature import LearnableTemperature
 from hybridssl.losses.vae import kl_weight, vae_loss
-from hybridssl.models.hybrid import HybridModel
+from hybridssl.models.hybrid import Encoded, HybridModel
+from hybridssl.models.masking import random_masking
 from hybridssl.weighting.signals import feature_redundancy
 from hybridssl.weighting.base import WeightingContext
 from hybridssl.weighting.factory import create_weighting
 
 ORDER = ("image", "text", "audio")
+GATHER_MODES = ("global", "local")
+_R = TypeVar("_R")
 
 
 @dataclass
@@ -83,52 +109,101 @@ def loss_names(cfg: RunConfig, modalities: tuple[str, ...]) -> list[str]:
     return names
 
 
+@dataclass
+class RankPlan:
+    """How many rows of each modality every rank holds this step (``counts[r][m]``), so a rank can
+    replay the random draws of the rows it does not own and find its rows in gathered tensors."""
+
+    rank: int
+    world: int
+    counts: list[dict[str, int]]
+
+    @classmethod
+    def gather(cls, batch: dict, device: torch.device) -> "RankPlan":
+        keys = {"image": "image", "text": "text_ids", "audio": "audio"}
+        local = torch.tensor([batch[k].shape[0] if k in batch else 0 for k in keys.values()], device=device)
+        table = dist.gather_rows(local[None]).tolist()                 # (W, 3)
+        return cls(dist.rank(), dist.world_size(), [dict(zip(keys, row)) for row in table])
+
+    def rows(self, m: str) -> tuple[int, int, int]:
+        """(rows of m on lower ranks, rows here, rows on all ranks)."""
+        col = [c[m] for c in self.counts]
+        return sum(col[:self.rank]), col[self.rank], sum(col)
+
+    def total(self, m: str) -> int:
+        return self.rows(m)[2]
+
+    def replay(self, m: str, draw: Callable[[int], object], fn: Callable[[], _R] | None) -> _R | None:
+        """Run ``fn`` (this rank's draw for its rows of m) between ``draw(n)`` calls that consume the
+        generator exactly as the rows of the lower and of the higher ranks do in one process."""
+        before, local, total = self.rows(m)
+        if before:
+            draw(before)
+        out = fn() if fn is not None and local else None
+        if total - before - local:
+            draw(total - before - local)
+        return out
+
+
 class HybridTask(nn.Module):
     def __init__(self, cfg: RunConfig, model: HybridModel, text: TextMasking | None) -> None:
         super().__init__()
         lc = cfg.loss
         if lc.hard_negatives > 0 and lc.queue_size <= 0:
             raise ValueError("hard-negative mixing (loss.hard_negatives) draws from the MoCo queue: set loss.queue_size > 0")
+        if lc.gather not in GATHER_MODES:
+            raise ValueError(f"loss.gather must be one of {GATHER_MODES}, got {lc.gather!r}")
         self.cfg = cfg
         self.model = model
         self.text = text
         self.pairs = resolve_pairs(model.modalities, lc.pairs) if lc.contrastive else []
         self.names = loss_names(cfg, model.modalities)
         self.temperature = LearnableTemperature(lc.temperature, lc.min_temperature, learnable=lc.learnable_temperature)
-        self.infonce = InfoNCELoss()
+        self.infonce = InfoNCELoss(gather_distributed=lc.gather == "global")
         self.weighting = create_weighting(cfg.weighting.strategy, self.names, **cfg.weighting.options)
         self.queues = nn.ModuleDict()
         self.momentum_model: HybridModel | None = None
         if lc.queue_size > 0 and self.pairs:
-            self.queues = nn.ModuleDict({m: MomentumQueue(lc.queue_size, cfg.model.embed_dim) for m in model.modalities})
+            self.queues = nn.ModuleDict({m: MomentumQueue(lc.queue_size, cfg.model.embed_dim, gather_distributed=True)
+                                         for m in model.modalities})
             self.momentum_model = copy.deepcopy(model).requires_grad_(False)
 
     # ----------------------------------------------------------------------------------------
     def forward(self, batch: dict, step: int, generator: torch.Generator | None = None) -> TaskOutput:
         mc = self.cfg.model
+        plan = RankPlan.gather(batch, self._device()) if dist.is_distributed() else None
         losses: dict[str, Tensor] = {}
+        counts: dict[str, int] = {}
         emb: dict[str, Tensor] = {}
         idx: dict[str, Tensor] = {}
         for m in self.model.modalities:
-            x, attention, ids_target, selected = self._inputs(batch, m, generator)
-            if x is None:
+            x, attention, ids_target, selected = self._inputs(batch, m, generator, plan)
+            if x is None and (plan is None or not plan.total(m)):
                 continue
             ratio = {"image": mc.image_mask_ratio, "audio": mc.audio_mask_ratio}.get(m, 0.0)
             ratio = ratio if (m in self.model.decoders or self.cfg.loss.contrastive) else 0.0
-            enc = self.model.encode(m, x, attention=attention, mask_ratio=ratio, generator=generator)
-            idx[m] = batch[f"{m}_idx"]
-            if self.pairs:
-                pooled = enc.pooled
-                if self.cfg.loss.two_pass and enc.masking is not None:
-                    pooled = self.model.encode(m, x, attention=attention).pooled  # the naive extra full pass
-                emb[m] = self.model.forward_head(m, pooled)
+            enc = self._encode(m, x, attention, ratio, generator, plan)
+            if enc is not None:
+                idx[m] = batch[f"{m}_idx"]
+                if self.pairs:
+                    pooled = enc.pooled
+                    if self.cfg.loss.two_pass and enc.masking is not None:
+                        pooled = self.model.encode(m, x, attention=attention).pooled  # the naive extra full pass
+                    emb[m] = self.model.forward_head(m, pooled)
             if m in self.model.decoders:
-                losses.update(self._generative(m, x, enc, ids_target, selected, step, generator))
+                self._generative(m, x, enc, ids_target, selected, step, generator, plan, losses, counts)
             if m == "image" and self.cfg.loss.ntxent_weight > 0:
-                view2 = self.model.encode(m, x, mask_ratio=ratio, generator=generator)
-                z1, z2 = self.model.heads[m](enc.pooled), self.model.heads[m](view2.pooled)
-                losses["ntxent/image"] = nt_xent(z1, z2, self.cfg.loss.ntxent_temperature)
-        sizes, redundancy = self._contrastive(batch, emb, idx, losses, generator)
+                view2 = self._encode(m, x, None, ratio, generator, plan)
+                if enc is not None and view2 is not None:
+                    z1, z2 = self.model.heads[m](enc.pooled), self.model.heads[m](view2.pooled)
+                    losses["ntxent/image"] = nt_xent(z1, z2, self.cfg.loss.ntxent_temperature)
+                    counts["ntxent/image"] = x.shape[0]
+        sizes, redundancies = self._contrastive(batch, emb, idx, losses, counts, generator, plan)
+        if plan is not None:
+            losses, sizes, redundancy = self._globalise(losses, counts, sizes, redundancies, plan)
+        else:
+            redundancy = sum(redundancies) / len(redundancies) if redundancies else None
+            sizes = {k: n + q for k, (n, q) in sizes.items()}
         if not losses:
             raise ValueError("this batch carries no modality the model can learn from")
         parts = {k: float(v.detach()) for k, v in losses.items()}
@@ -143,30 +218,77 @@ class HybridTask(nn.Module):
             signals["redundancy"] = redundancy
         return TaskOutput(total, parts, weights, signals)
 
-    def _inputs(self, batch: dict, m: str, generator):
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _inputs(self, batch: dict, m: str, generator, plan: RankPlan | None):
         """The model input of modality m (and the MLM corruption for text), or Nones if absent."""
         if m == "text":
+            mlm = "text" in self.model.decoders and self.text is not None
+            if plan is not None and mlm and plan.total("text"):
+                return self._global_text_masking(batch, generator, plan)
             if "text_ids" not in batch:
                 return None, None, None, None
             ids, attn = batch["text_ids"], batch["text_attn"]
-            if "text" in self.model.decoders and self.text is not None:
-                corrupted, selected = mask_tokens(
-                    ids, attn, mask_token_id=self.text.mask_id, vocab_size=self.text.vocab_size,
-                    ratio=self.cfg.model.text_mask_ratio, special_ids=self.text.special_ids, generator=generator,
-                )
+            if mlm:
+                corrupted, selected = self._mask_tokens(ids, attn, generator)
                 return corrupted, attn, ids, selected
             return ids, attn, None, None
         return batch.get(m), None, None, None
 
-    def _generative(self, m, x, enc, ids_target, selected, step, generator) -> dict[str, Tensor]:
+    def _mask_tokens(self, ids: Tensor, attn: Tensor, generator) -> tuple[Tensor, Tensor]:
+        return mask_tokens(ids, attn, mask_token_id=self.text.mask_id, vocab_size=self.text.vocab_size,
+                           ratio=self.cfg.model.text_mask_ratio, special_ids=self.text.special_ids, generator=generator)
+
+    def _global_text_masking(self, batch: dict, generator, plan: RankPlan):
+        """MLM corruption drawn for the gathered ids of every rank (as one process would), own rows kept."""
+        length = self.model.encoders["text"].stem.max_length
+        ids = batch.get("text_ids", torch.zeros(0, length, dtype=torch.long, device=self._device()))
+        attn = batch.get("text_attn", torch.zeros(0, length, dtype=torch.bool, device=ids.device))
+        g_ids, g_attn = dist.gather_rows(ids), dist.gather_rows(attn.long()).bool()   # (Bt_all, L)
+        corrupted, selected = self._mask_tokens(g_ids, g_attn, generator)
+        before, local, _ = plan.rows("text")
+        if not local:
+            return None, None, None, None
+        rows = slice(before, before + local)
+        return corrupted[rows], attn, ids, selected[rows]
+
+    def _encode(self, m: str, x: Tensor | None, attention: Tensor | None, ratio: float, generator,
+                plan: RankPlan | None) -> Encoded | None:
+        """``model.encode`` of the local rows (None without any); under torchrun the masking noise of
+        the other ranks' rows is replayed so the shared generator stays in step."""
+        run = (lambda: self.model.encode(m, x, attention=attention, mask_ratio=ratio, generator=generator)) \
+            if x is not None else None
+        if plan is None or m == "text" or ratio <= 0:
+            return run() if run is not None else None
+        n_tokens = self.model.encoders[m].stem.num_tokens
+        return plan.replay(m, lambda n: torch.rand(n, n_tokens, generator=generator), run)
+
+    def _decode(self, m: str, enc: Encoded | None, ratio_tokens: int, generator, plan: RankPlan | None):
+        """The patch decoder on the local rows, replaying the other ranks' VAE noise under torchrun."""
+        dec = self.model.decoders[m]
+        run = (lambda: dec(enc.tokens, enc.masking.ids_restore, generator)) if enc is not None else None
+        if plan is None or not (dec.vae_latent > 0 and dec.training):
+            return run() if run is not None else None
+        shape = (ratio_tokens, dec.vae_latent)
+        return plan.replay(m, lambda n: torch.randn(n, *shape, generator=generator), run)
+
+    def _generative(self, m, x, enc, ids_target, selected, step, generator, plan, losses, counts) -> None:
         dec = self.model.decoders[m]
         if m == "text":
             if selected is None or not bool(selected.any()):
-                return {}
-            return {"mlm/text": masked_token_loss(dec(enc.tokens), ids_target, selected)}
-        if enc.masking is None:
-            return {}
-        out = dec(enc.tokens, enc.masking.ids_restore, generator)
+                return
+            losses["mlm/text"] = masked_token_loss(dec(enc.tokens), ids_target, selected)
+            counts["mlm/text"] = int(selected.sum())
+            return
+        ratio = {"image": self.cfg.model.image_mask_ratio, "audio": self.cfg.model.audio_mask_ratio}[m]
+        if ratio <= 0 or (enc is not None and enc.masking is None):
+            return
+        n_tokens = self.model.encoders[m].stem.num_tokens
+        n_keep = random_masking(0, n_tokens, ratio).ids_keep.shape[1]  # draws nothing for 0 rows
+        out = self._decode(m, enc, n_keep, generator, plan)
+        if out is None:
+            return
         target = self.model.patch_target(m, x)                       # (B, N, P)
         if self.cfg.model.norm_pix_loss:
             target = normalize_patches(target)
@@ -176,40 +298,125 @@ class HybridTask(nn.Module):
             n_values = float(enc.masking.mask[0].sum()) * target.shape[-1]
             beta = kl_weight(step, self.cfg.loss.kl_warmup_steps, self.cfg.loss.kl_beta) / n_values
             total, _, _ = vae_loss(out.pred, target, out.mu, out.logvar, beta, mask=enc.masking.mask)
-            return {f"vae/{m}": total}
-        return {f"mae/{m}": mae_loss(out.pred, target, enc.masking.mask)}
+            losses[f"vae/{m}"], counts[f"vae/{m}"] = total, x.shape[0]
+            return
+        losses[f"mae/{m}"] = mae_loss(out.pred, target, enc.masking.mask)
+        counts[f"mae/{m}"] = int(enc.masking.mask.sum())
 
-    def _contrastive(self, batch, emb, idx, losses, generator) -> tuple[dict[str, int], float | None]:
-        sizes: dict[str, int] = {}
+    # ------------------------------------------------------------------------------ contrastive
+    def _contrastive(self, batch, emb, idx, losses, counts, generator,
+                     plan: RankPlan | None) -> tuple[dict[str, tuple[int, int]], list[float]]:
+        """InfoNCE of every pair; returns {name: (in-batch candidates, queue length)} and redundancies."""
+        sizes: dict[str, tuple[int, int]] = {}
         redundancy: list[float] = []
         scale = self.temperature()
         keys = self._momentum_keys(batch) if self.momentum_model is not None else {}
         for a, b in self.pairs:
-            if a not in emb or b not in emb:
+            rows = self._pair_rows(a, b, emb, idx, plan)
+            if rows is None:
                 continue
-            ia, ib = _common(idx[a], idx[b])
-            if ia.numel() < 2:
-                continue
-            ea, eb = emb[a][ia], emb[b][ib]
-            kw = {}
-            if self.queues:
-                qa, qb = self.queues[a].negatives(), self.queues[b].negatives()
-                kw = {"queue_a": qa, "queue_b": qb}
-                if self.cfg.loss.hard_negatives > 0 and qa.shape[0] > 0:
-                    mix = dict(n_hard=self.cfg.loss.hard_negatives, n_mix=self.cfg.loss.mixed_negatives,
-                               n_query_mix=self.cfg.loss.query_mixed_negatives, generator=generator)
-                    kw["extra_negatives_ab"] = mix_hard_negatives(ea.detach(), qb, **mix)
-                    kw["extra_negatives_ba"] = mix_hard_negatives(eb.detach(), qa, **mix)
-            if "text" in (a, b):
-                caps = [batch["captions"][i] for i in idx[a][ia].tolist()]
-                kw["positive_mask"] = _duplicates(caps)
+            ea, eb, items = rows
+            g = self.infonce.gather(ea, eb) if plan is not None else None
+            n_cand = g.a_all.shape[0] if g is not None else ea.shape[0]
             name = f"contrastive/{a}-{b}"
-            losses[name] = self.infonce(ea, eb, scale, **kw)
-            sizes[name] = ea.shape[0] + (kw["queue_b"].shape[0] if "queue_b" in kw else 0)
-            redundancy.append(float(feature_redundancy(ea.detach(), eb.detach())))
-        for m, k in keys.items():
-            self.queues[m].enqueue(k)
-        return sizes, (sum(redundancy) / len(redundancy) if redundancy else None)
+            queue_len = int(self.queues[b].filled) if self.queues else 0
+            if plan is not None and g is None:
+                sizes[name] = (0, queue_len)  # local mode: the in-batch count is set once N is known
+            if n_cand < 2 or (g is None and ea.shape[0] < 2):
+                continue
+            kw = self._negatives(a, b, ea, eb, g, generator)
+            if "text" in (a, b):
+                kw["positive_mask"] = self._positive_mask([batch["captions"][i] for i in items.tolist()], g, ea.device)
+            losses[name] = self.infonce(ea, eb, scale, gathered=g, **kw)
+            counts[name] = ea.shape[0]
+            sizes[name] = (n_cand, queue_len)
+            za, zb = (g.a_all, g.b_all) if g is not None else (ea, eb)
+            if za.shape[0] >= 2:
+                redundancy.append(float(feature_redundancy(za.detach(), zb.detach())))
+        self._enqueue(keys, plan)
+        return sizes, redundancy
+
+    def _pair_rows(self, a: str, b: str, emb: dict, idx: dict, plan: RankPlan | None):
+        """(ea, eb, batch items) of the items carrying both a and b; None when the pair is absent.
+
+        Under torchrun a pair is active when both modalities exist on SOME rank; a rank without rows
+        contributes empty tensors that still take part in the gathers (and their backward)."""
+        if plan is None:
+            if a not in emb or b not in emb:
+                return None
+        elif not (plan.total(a) and plan.total(b)):
+            return None
+        if a in emb and b in emb:
+            ia, ib = _common(idx[a], idx[b])
+            return emb[a][ia], emb[b][ib], idx[a][ia]
+        dim = self.cfg.model.embed_dim
+        empty = {m: emb[m][:0] if m in emb else torch.zeros(0, dim, device=self._device(), requires_grad=True)
+                 for m in (a, b)}
+        return empty[a], empty[b], torch.zeros(0, dtype=torch.long)
+
+    def _negatives(self, a: str, b: str, ea: Tensor, eb: Tensor, g, generator) -> dict[str, Tensor]:
+        """Queue negatives and MoCHi mixes; with a gathered pair the mixes are drawn for the global
+        queries (as one process would) and this rank keeps its rows."""
+        if not self.queues:
+            return {}
+        qa, qb = self.queues[a].negatives(), self.queues[b].negatives()
+        kw = {"queue_a": qa, "queue_b": qb}
+        if self.cfg.loss.hard_negatives > 0 and qa.shape[0] > 0:
+            mix = dict(n_hard=self.cfg.loss.hard_negatives, n_mix=self.cfg.loss.mixed_negatives,
+                       n_query_mix=self.cfg.loss.query_mixed_negatives, generator=generator)
+            qry_a, qry_b, rows = ea.detach(), eb.detach(), slice(None)
+            if g is not None:
+                qry_a, qry_b, rows = g.a_all.detach(), g.b_all.detach(), slice(g.offset, g.offset + ea.shape[0])
+            kw["extra_negatives_ab"] = mix_hard_negatives(qry_a, qb, **mix)[rows]
+            kw["extra_negatives_ba"] = mix_hard_negatives(qry_b, qa, **mix)[rows]
+        return kw
+
+    def _positive_mask(self, captions: list[str | None], g, device: torch.device) -> Tensor:
+        """Duplicate-caption mask: (B, B) locally, or this rank's (B, M) rows of the global mask."""
+        if g is None:
+            return _duplicates(captions)
+        code = _caption_codes(captions).to(device)                     # (B,)
+        everyone = dist.gather_rows(code)                              # (M,)
+        return (code[:, None] == everyone[None, :]) & (code >= 0)[:, None] & (everyone >= 0)[None, :]
+
+    def _enqueue(self, keys: dict[str, Tensor], plan: RankPlan | None) -> None:
+        if plan is None:
+            for m, k in keys.items():
+                self.queues[m].enqueue(k)
+            return
+        for m in self.queues:  # every rank enqueues (gathered keys) for every modality some rank holds
+            if plan.total(m):
+                empty = torch.zeros(0, self.cfg.model.embed_dim, device=self._device())
+                self.queues[m].enqueue(keys.get(m, empty))
+
+    # ------------------------------------------------------------------------------ distributed
+    def _globalise(self, losses: dict[str, Tensor], counts: dict[str, int], sizes: dict[str, tuple[int, int]],
+                   redundancies: list[float], plan: RankPlan) -> tuple[dict[str, Tensor], dict[str, int], float | None]:
+        """Global values, rank-share gradients (module doc), global candidate counts and redundancy."""
+        names = self.names
+        local = [float(counts.get(n, 0)) for n in names]
+        sums = [counts.get(n, 0) * float(losses[n].detach()) if n in losses else 0.0 for n in names]
+        vec = torch.tensor(local + sums + [sum(redundancies), float(len(redundancies))],
+                           dtype=torch.float64, device=self._device())
+        vec = dist.all_reduce_sum(vec).tolist()
+        k = len(names)
+        total_n, total_sum, (red_sum, red_n) = vec[:k], vec[k:2 * k], vec[2 * k:]
+        out: dict[str, Tensor] = {}
+        for i, name in enumerate(names):
+            if total_n[i] <= 0:
+                continue
+            value = total_sum[i] / total_n[i]
+            if name not in losses:
+                out[name] = torch.tensor(value, dtype=torch.float32, device=self._device())
+                continue
+            share = losses[name] * (plan.world * counts.get(name, 0) / total_n[i])
+            out[name] = share + (value - share.detach())   # value: the global mean; gradient: this rank's share
+        final = {}
+        for name, (n_cand, queue_len) in sizes.items():
+            if name in out:
+                n_cand = n_cand or max(2, round(total_n[names.index(name)] / plan.world))
+                final[name] = n_cand + queue_len
+        return out, final, (red_sum / red_n if red_n else None)
 
     @torch.no_grad()
     def _momentum_keys(self, batch) -> dict[str, Tensor]:
@@ -244,3 +451,12 @@ def _duplicates(captions: list[str | None]) -> Tensor:
     code = torch.tensor([ids[c] for c in norm])                       # (B,) one id per distinct caption
     present = torch.tensor([c != "" for c in norm])
     return (code[:, None] == code[None, :]) & present[:, None] & present[None, :]
+
+
+def _caption_codes(captions: list[str | None]) -> Tensor:
+    """(B,) int64: a 62-bit hash of each normalised caption (as in :func:`_duplicates`), −1 for none —
+    comparable across ranks, unlike the per-batch ids of :func:`_duplicates`."""
+    norm = [(c or "").strip().lower() for c in captions]
+    codes = [int.from_bytes(hashlib.blake2b(c.encode(), digest_size=8).digest(), "little") >> 2 if c else -1
+             for c in norm]
+    return torch.tensor(codes, dtype=torch.long)

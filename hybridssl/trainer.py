@@ -5,6 +5,16 @@ Exactness of resume: the data of step s depends only on (seed, s) (see ``StepBat
 every step reseeds torch's RNG and the masking generator from (seed, s); model, optimizer,
 scheduler, EMA and weighting state are restored from the checkpoint. So N steps + resume to 2N
 gives the same weights as 2N uninterrupted steps.
+
+Under torchrun (``WORLD_SIZE`` > 1; see :mod:`hybridssl.dist`) the trainer creates the process group
+(gloo on CPU, NCCL on GPU) and wraps the task in DDP (``train.distributed=ddp``, the default) or
+FSDP2 (``fsdp``: parameters, gradients and optimizer state sharded across ranks; meant for the
+``large`` preset). ``train.batch_size`` is the GLOBAL batch: rank r reads its slice r of the
+step's global batch (``dist.RankBatchSampler``), so W ranks × batch_size/W see exactly what one
+process sees, and a step on W ranks equals a step of one process (see ``hybridssl.task``).
+Rank 0 alone writes metrics and checkpoints; checkpoints hold the full (unsharded) state — FSDP
+gathers it — so a run resumes on any world size. ``torch.manual_seed`` gets ``+ rank`` so dropout
+and drop-path differ across ranks (those runs are statistically, not bitwise, equivalent).
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from hybridssl import dist
 from hybridssl.checkpoint import load_checkpoint, save_checkpoint
 from hybridssl.config import RunConfig
 from hybridssl.data.base import MultimodalDataset
@@ -47,6 +58,7 @@ class StepLog:
     signals: dict[str, float]
     samples_per_s: float
     skipped_steps: int
+    world_size: int = 1
 
 
 @dataclass
@@ -94,6 +106,9 @@ def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict[str,
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+DISTRIBUTED_MODES = ("ddp", "fsdp")
+
+
 class Trainer:
     """Trains ``task`` (default: a :class:`HybridTask` around ``model``) on ``train_set`` with batches
     from ``collator`` (default: the run's :class:`Collator`). Another task (e.g. distillation) passes
@@ -106,7 +121,16 @@ class Trainer:
         self.train_set = train_set
         self.tokenizer = tokenizer
         tc = cfg.train
+        dist.init_from_env()
+        self.rank, self.world_size = dist.rank(), dist.world_size()
+        if tc.batch_size % self.world_size:
+            raise ValueError(f"train.batch_size={tc.batch_size} is the global batch and must be a multiple of the "
+                             f"world size {self.world_size}")
+        if tc.distributed not in DISTRIBUTED_MODES:
+            raise ValueError(f"train.distributed must be one of {DISTRIBUTED_MODES}, got {tc.distributed!r}")
         self.device = resolve_device(tc.device)
+        if self.world_size > 1 and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", dist.local_rank())
         self.amp_dtype = autocast_dtype(tc.precision, self.device)
         if task is None:
             text = None
@@ -114,15 +138,37 @@ class Trainer:
                 text = TextMasking(tokenizer.mask_id, tokenizer.vocab_size, tokenizer.special_ids)
             task = HybridTask(cfg, model, text)
         self.task = task.to(self.device)
-        self.optimizer = torch.optim.AdamW(param_groups(self.task, tc.weight_decay), lr=tc.lr, betas=tuple(tc.betas))
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.ema = None
         if tc.ema_decay > 0:
             from timm.utils import ModelEmaV3
 
             self.ema = ModelEmaV3(self.task.model, decay=tc.ema_decay)
+        self.fsdp = self.world_size > 1 and tc.distributed == "fsdp"
+        self.replicated: list[nn.Parameter] = []  # FSDP: parameters left out of sharding
+        self.engine = self._wrap(self.task)  # what runs the forward: the task, or its DDP / FSDP wrapper
+        self.optimizer = torch.optim.AdamW(param_groups(self.task, tc.weight_decay), lr=tc.lr, betas=tuple(tc.betas))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.state = TrainState()
         self.collator = collator or Collator(cfg.preprocess, tokenizer, model.modalities)
+
+    def _wrap(self, task: nn.Module) -> nn.Module:
+        if self.world_size == 1:
+            return task
+        if self.fsdp:
+            from torch.distributed.fsdp import fully_shard
+
+            if self.cfg.weighting.strategy == "gradnorm":
+                raise ValueError("weighting.strategy=gradnorm needs per-layer gradients: use train.distributed=ddp")
+            # FSDP cannot shard 0-d parameters (the temperature): they stay replicated, gradients all-reduced here
+            self.replicated = [p for p in task.parameters() if p.ndim == 0 and p.requires_grad]
+            scalars = {p for p in task.parameters() if p.ndim == 0}
+            return fully_shard(_EveryParameter(task), ignored_params=scalars or None)  # one group: same collectives everywhere
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # unused parameters: batches without some modality; buffers (queues, weighting state) are kept
+        # identical by construction, so they are not re-broadcast each step
+        return DistributedDataParallel(task, device_ids=ids, find_unused_parameters=True, forward_sync_buffers=False)
 
     # ------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -135,23 +181,65 @@ class Trainer:
             "modalities": list(self.task.model.modalities),
             "vocab_size": self.tokenizer.vocab_size if self.tokenizer else 0,
             "label_names": self.train_set.label_names,
+            "world_size": self.world_size,
         }
 
     def save(self, name: str | None = None) -> Path:
+        """Rank 0 writes the full (unsharded) state; every rank returns once it is on disk."""
         folder = self.run_dir / "checkpoints" / (name or f"step_{self.state.step:06d}")
-        return save_checkpoint(
-            folder,
-            model_state=self.task.state_dict(),
-            state=self.state_dict(),
-            tokenizer_json=self.tokenizer.to_str() if self.tokenizer else None,
-            optimizer_state=self.optimizer.state_dict(),
-            ema_state=self.ema.module.state_dict() if self.ema is not None else None,
-        )
+        model_state, optimizer_state = self._full_state()  # FSDP: a collective, every rank takes part
+        if dist.is_main():
+            save_checkpoint(
+                folder,
+                model_state=model_state,
+                state=self.state_dict(),
+                tokenizer_json=self.tokenizer.to_str() if self.tokenizer else None,
+                optimizer_state=optimizer_state,
+                ema_state=self.ema.module.state_dict() if self.ema is not None else None,
+            )
+        dist.barrier()
+        return folder
+
+    def _full_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Model and optimizer state as one process holds them (optimizer params numbered 0..P−1)."""
+        if not self.fsdp:
+            return self.task.state_dict(), self.optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                             get_optimizer_state_dict)
+
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model = {k.removeprefix("task."): v for k, v in get_model_state_dict(self.engine, options=opts).items()}
+        optim = get_optimizer_state_dict(self.engine, self.optimizer, options=opts)
+        if not dist.is_main():  # with cpu_offload only rank 0 receives the full state
+            return model, optim
+        index = {fqn: i for i, fqn in enumerate(self._optimizer_fqns())}
+        optim = {"state": {index[k]: v for k, v in optim["state"].items()},
+                 "param_groups": [{**g, "params": [index[f] for f in g["params"]]} for g in optim["param_groups"]]}
+        return model, optim
+
+    def _optimizer_fqns(self) -> list[str]:
+        """Name (in the FSDP root) of every optimizer parameter, in the optimizer's order."""
+        names = {id(p): n for n, p in self.engine.named_parameters()}
+        return [names[id(p)] for g in self.optimizer.param_groups for p in g["params"]]
+
+    def _load_full_state(self, model: dict[str, torch.Tensor], optim: dict[str, Any]) -> None:
+        if not self.fsdp:
+            self.task.load_state_dict(model)
+            self.optimizer.load_state_dict(optim)
+            return
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                             set_optimizer_state_dict)
+
+        opts = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(self.engine, {f"task.{k}": v for k, v in model.items()}, options=opts)
+        fqns = self._optimizer_fqns()
+        optim = {"state": {fqns[int(i)]: v for i, v in optim["state"].items()},
+                 "param_groups": [{**g, "params": [fqns[int(i)] for i in g["params"]]} for g in optim["param_groups"]]}
+        set_optimizer_state_dict(self.engine, self.optimizer, optim, options=opts)
 
     def load(self, folder: Path) -> None:
         ck = load_checkpoint(folder, with_optimizer=True)
-        self.task.load_state_dict(ck["model"])
-        self.optimizer.load_state_dict(ck["optimizer"])
+        self._load_full_state(ck["model"], ck["optimizer"])
         if self.ema is not None:
             if "ema" not in ck:
                 raise ValueError(f"{folder} has no EMA weights but this run uses train.ema_decay > 0")
@@ -167,10 +255,34 @@ class Trainer:
     # ------------------------------------------------------------------------------ loop
     def loader(self) -> DataLoader:
         tc = self.cfg.train
+        if self.cfg.data.streaming:
+            return self._stream_loader()
         sampler = StepBatchSampler(len(self.train_set), tc.batch_size, tc.seed, tc.steps * tc.accum_steps,
                                    start_step=self.state.step * tc.accum_steps)
+        if self.world_size > 1:
+            sampler = dist.RankBatchSampler(sampler, self.rank, self.world_size)  # this rank's slice
         return DataLoader(SafeDataset(self.train_set), batch_sampler=sampler, collate_fn=self.collator,
                           num_workers=self.cfg.data.num_workers, persistent_workers=False)
+
+    def _stream_loader(self) -> DataLoader:
+        """``data.streaming``: this rank's share of the tar shards, read sequentially (each sample once per
+        epoch over ranks × workers, seeded shuffle buffer, endless epochs). Resuming skips the batches this
+        rank already read, so it is exact on the same world size and num_workers."""
+        from hybridssl.data.shards import ShardDataset
+        from hybridssl.data.splits import IndexSubset
+
+        base, keys = self.train_set, None
+        if isinstance(base, IndexSubset):  # a seeded train split: stream only its samples
+            base, keys = base.base, {base.base.key(i) for i in base.indices}
+        if not isinstance(base, ShardDataset):
+            raise ValueError(f"data.streaming reads tar shards: give a data.train spec 'shards:DIR' "
+                             f"(write them with `hssl shard`), got {self.cfg.data.train!r}")
+        tc = self.cfg.train
+        per_rank = tc.batch_size // self.world_size
+        stream = base.stream(rank=self.rank, world=self.world_size, seed=tc.seed, epochs=None, keys=keys,
+                             shuffle_buffer=self.cfg.data.shuffle_buffer, batch_size=per_rank,
+                             skip_batches=self.state.step * tc.accum_steps)
+        return DataLoader(stream, batch_size=per_rank, collate_fn=self.collator, num_workers=self.cfg.data.num_workers)
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -185,19 +297,22 @@ class Trainer:
     def fit(self, on_step: Callable[[StepLog], None] | None = None) -> TrainState:
         tc = self.cfg.train
         self.task.train()
-        metrics = (self.run_dir / "metrics.jsonl").open("a")
+        main = dist.is_main()
+        metrics = (self.run_dir / "metrics.jsonl").open("a") if main else None
         batches = iter(self.loader())
         try:
             while self.state.step < tc.steps:
                 log = self._one_step(batches)
-                metrics.write(json.dumps(log.__dict__) + "\n")
-                metrics.flush()
-                if on_step:
+                if metrics is not None:
+                    metrics.write(json.dumps(log.__dict__) + "\n")
+                    metrics.flush()
+                if on_step and main:
                     on_step(log)
                 if tc.ckpt_every and self.state.step % tc.ckpt_every == 0 and self.state.step < tc.steps:
                     self.save()
         finally:
-            metrics.close()
+            if metrics is not None:
+                metrics.close()
         self.save()
         return self.state
 
@@ -216,24 +331,32 @@ class Trainer:
         for micro in range(tc.accum_steps):
             batch = next(batches)
             merge_batch_report(self.state.report, batch)
-            if batch["n"] == 0:
+            n_global = self._global_count(batch["n"])
+            if n_global == 0:
                 continue
-            n_samples += batch["n"]
+            n_samples += n_global
             seed = step_seed(tc.seed, step * tc.accum_steps + micro)
-            torch.manual_seed(seed)
+            torch.manual_seed(seed + self.rank)
             gen = torch.Generator().manual_seed(seed)
-            with self._autocast():
-                out = self.task(self._to_device(batch), step, gen)
+            with self._autocast(), self._no_sync(last=micro == tc.accum_steps - 1):
+                out = self.engine(self._to_device(batch), step, gen)
             if not torch.isfinite(out.loss):
                 finite = False
+                if self.world_size > 1 and out.loss.requires_grad:  # DDP / FSDP expect the prepared backward
+                    out.loss.backward()                               # (its gradients are dropped below)
                 break
-            self.scaler.scale(out.loss / tc.accum_steps).backward()
+            with self._no_sync(last=micro == tc.accum_steps - 1):
+                self.scaler.scale(out.loss / tc.accum_steps).backward()
             total += float(out.loss.detach()) / tc.accum_steps
             parts, weights, signals = out.parts, out.weights, out.signals
         if finite:
+            for p in self.replicated:
+                if p.grad is not None:
+                    p.grad.copy_(dist.all_reduce_mean(p.grad))
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip if tc.grad_clip > 0 else math.inf)
+            grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm  # FSDP: a DTensor
             finite = bool(torch.isfinite(grad_norm))
             signals = {**signals, "grad_norm": float(grad_norm)}
         if finite and n_samples:
@@ -241,7 +364,7 @@ class Trainer:
             self.scaler.update()
             self.task.after_optimizer_step()
             if self.ema is not None:
-                self.ema.update(self.task.model, step=step)
+                self._update_ema(step)
         elif not finite:
             self.optimizer.zero_grad(set_to_none=True)
             self.state.bad_steps += 1
@@ -253,9 +376,56 @@ class Trainer:
         self.state.step += 1
         self.state.samples_seen += n_samples
         return StepLog(step + 1, total if finite else float("nan"), lr, parts, weights, signals,
-                       n_samples / max(time.perf_counter() - t0, 1e-9), self.state.bad_steps)
+                       n_samples / max(time.perf_counter() - t0, 1e-9), self.state.bad_steps, self.world_size)
+
+    def _global_count(self, n: int) -> int:
+        """Items of this micro-batch on all ranks (a rank with none still takes part in the step)."""
+        if self.world_size == 1:
+            return n
+        return int(dist.all_reduce_sum(torch.tensor([n], device=self.device)).item())
+
+    def _no_sync(self, last: bool):
+        """DDP: skip the gradient all-reduce on all but the last accumulation micro-batch."""
+        if last or self.engine is self.task or self.fsdp:
+            return contextlib.nullcontext()
+        return self.engine.no_sync()
+
+    def _update_ema(self, step: int) -> None:
+        if not self.fsdp:
+            self.ema.update(self.task.model, step=step)
+            return
+        # the EMA copy is a plain replicated module: it reads the full parameters (a collective per tensor)
+        full = {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in self.task.model.state_dict().items()}
+        self.ema.update(_StateView(full), step=step)
 
     def _autocast(self):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+
+class _EveryParameter(nn.Module):
+    """FSDP root around a task: adds 0·Σθ to the loss so that every trainable parameter gets a
+    gradient on every rank — FSDP's reduce-scatter needs the same parameters on all ranks, also in
+    steps where a rank's batch lacks a modality. (Parameters unused everywhere then get a zero
+    gradient instead of none.)"""
+
+    def __init__(self, task: nn.Module) -> None:
+        super().__init__()
+        self.task = task
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        out = self.task(*args, **kwargs)
+        touch = sum(p.sum() for p in self.task.parameters() if p.requires_grad)
+        out.loss = out.loss + 0.0 * touch
+        return out
+
+
+class _StateView:
+    """Just enough of a module for ``ModelEmaV3.update``: its ``state_dict()``."""
+
+    def __init__(self, state: dict[str, torch.Tensor]) -> None:
+        self.state = state
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.state

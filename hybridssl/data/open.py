@@ -8,6 +8,8 @@ Forms::
     coco:ANNOTATIONS_JSON:IMAGES_DIR         COCO captions (CocoCaptionsDataset)
     avclips:CSV                              VGGSound-style clip list (AudioVisualClipsDataset)
     features:NPZ                             precomputed feature sequences (FeatureSequenceDataset)
+    shards:DIR_OR_GLOB                       tar shards written by ``hssl shard`` (ShardDataset): the folder
+                                             with index.json, or a glob of some of its .tar files
     fashion-mnist[:ROOT]                     Fashion-MNIST IDX files (Debian dataset-fashion-mnist)
     tuxpaint[:ROOT]                          Tux Paint stamps: image + caption + speech (tuxpaint-stamps-default)
     openclipart[:ROOT]                       Openclipart PNGs with their titles (openclipart-png)
@@ -34,6 +36,7 @@ FORMS = (
     "coco:ANNOTATIONS_JSON:IMAGES_DIR",
     "avclips:CSV",
     "features:NPZ",
+    "shards:DIR_OR_GLOB",
     "fashion-mnist[:ROOT]",
     "tuxpaint[:ROOT]",
     "openclipart[:ROOT]",
@@ -145,4 +148,8 @@ def open_dataset(spec: str, **kwargs: Any) -> MultimodalDataset:
         from hybridssl.data.features import FeatureSequenceDataset
 
         return FeatureSequenceDataset(_existing(rest, "feature file"), **kwargs)
+    if prefix == "shards":
+        from hybridssl.data.shards import ShardDataset
+
+        return ShardDataset(rest, **kwargs)
     raise ValueError(f"unknown dataset spec prefix {prefix!r} in {spec!r}; valid forms: {_forms()}")

@@ -22,23 +22,34 @@ Non-finite embeddings are not rejected here (that would cost a device sync every
 a non-finite loss, which the trainer detects and skips.
 
 Distributed (``InfoNCELoss(gather_distributed=True)``, world size W > 1): a and b are gathered
-from every rank WITH gradients (``torch.distributed.nn.functional.all_gather``); each rank computes
-the loss of its B local anchors against the W·B global candidates, target ``rank·B + i``.  DDP's
-gradient averaging then yields the gradient of the loss over the global batch.  Every rank must
-hold the same B (use ``drop_last``).  ``positive_mask`` then describes the local B×B block only
-(duplicates on other ranks stay negatives); queues and extra negatives are used as given.
+from every rank WITH gradients (``hybridssl.dist.gather_with_grad``); each rank computes the loss
+of its B_r local anchors against the M = Σ_r B_r global candidates, target ``offset_r + i`` with
+``offset_r = Σ_{s<r} B_s``.  The gather's backward sums every rank's gradient into the rank that
+owns a row, so DDP's gradient averaging yields the gradient of the loss over the global batch when
+every rank holds the same B; with unequal B_r the caller weights rank r's loss by W·B_r/M (the
+hybrid task does).  Two ways in:
+
+* ``forward(a, b, scale)`` gathers itself; every rank must hold the same B (``drop_last``), and
+  ``positive_mask`` (B, B) describes the local block only (duplicates on other ranks stay negatives);
+* ``g = loss.gather(a, b)`` (any B_r, even 0) then ``forward(a, b, scale, gathered=g)``: the caller
+  may reuse ``g.a_all`` / ``g.b_all`` (hard negatives, statistics), and ``positive_mask`` may be
+  (B, M): this rank's rows of a SYMMETRIC global mask (used for both directions).  A rank with
+  B_r = 0 returns a zero that is still connected to the gathered tensors, so the collective in the
+  backward pass runs on every rank.
+
+Queues and extra negatives are used as given.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["InfoNCELoss", "chance_level", "info_nce"]
+__all__ = ["GatheredPair", "InfoNCELoss", "chance_level", "info_nce"]
 
 
 def chance_level(n: int) -> float:
@@ -75,13 +86,15 @@ def _check_extra(name: str, e: Tensor | None, bsz: int, d: int) -> None:
         raise ValueError(f"{name} must have shape ({bsz}, S, {d}), got {tuple(e.shape)}")
 
 
-def _check_mask(mask: Tensor | None, bsz: int) -> None:
+def _check_mask(mask: Tensor | None, bsz: int, total: int | None = None) -> None:
     if mask is None:
         return
     if mask.dtype != torch.bool:
         raise ValueError(f"positive_mask must be a bool tensor, got dtype {mask.dtype}")
-    if tuple(mask.shape) != (bsz, bsz):
-        raise ValueError(f"positive_mask must have shape ({bsz}, {bsz}), got {tuple(mask.shape)}")
+    shapes = {(bsz, bsz)} | ({(bsz, total)} if total is not None else set())
+    if tuple(mask.shape) not in shapes:
+        want = " or ".join(str(s) for s in sorted(shapes))
+        raise ValueError(f"positive_mask must have shape {want}, got {tuple(mask.shape)}")
 
 
 # ------------------------------------------------------------------------------ core
@@ -109,15 +122,18 @@ def _one_direction(
 
 
 def _duplicates(positive_mask: Tensor | None, offset: int, total: int) -> Tensor | None:
-    """Local (B, B) mask → (B, total) exclusion mask (diagonal cleared), placed at columns offset.."""
+    """(B, B) local or (B, total) global mask → (B, total) exclusion mask, the positives (i, offset+i)
+    cleared; a local mask is placed at columns offset..offset+B."""
     if positive_mask is None:
         return None
     bsz = positive_mask.shape[0]
-    local = positive_mask & ~torch.eye(bsz, dtype=torch.bool, device=positive_mask.device)  # (B, B)
-    if offset == 0 and total == bsz:
-        return local
-    out = torch.zeros(bsz, total, dtype=torch.bool, device=positive_mask.device)  # (B, W·B)
-    out[:, offset:offset + bsz] = local
+    rows = torch.arange(bsz, device=positive_mask.device)
+    if positive_mask.shape[1] == total:  # already (B, total) (or the single-process (B, B))
+        out = positive_mask.clone()
+    else:
+        out = torch.zeros(bsz, total, dtype=torch.bool, device=positive_mask.device)  # (B, M)
+        out[:, offset:offset + bsz] = positive_mask
+    out[rows, rows + offset] = False
     return out
 
 
@@ -140,13 +156,14 @@ def _symmetric(
     if positive_mask is not None:
         positive_mask = positive_mask.to(a.device)
     ex_ab = _duplicates(positive_mask, offset, total)
-    ex_ba = _duplicates(positive_mask.T if positive_mask is not None else None, offset, total)
+    local_block = positive_mask is not None and positive_mask.shape[1] == bsz
+    ex_ba = _duplicates(positive_mask.T if local_block else positive_mask, offset, total)  # (B, M): symmetric
     loss_ab = _one_direction(a, b_all, targets, scale, queue_b, extra_ab, ex_ab)
     loss_ba = _one_direction(b, a_all, targets, scale, queue_a, extra_ba, ex_ba)
     return (loss_ab + loss_ba) / 2
 
 
-def _validate(a, b, scale, queue_a, queue_b, extra_ab, extra_ba, positive_mask) -> Tensor:
+def _validate(a, b, scale, queue_a, queue_b, extra_ab, extra_ba, positive_mask, total: int | None = None) -> Tensor:
     _check_pair(a, b)
     scale = torch.as_tensor(scale, dtype=a.dtype, device=a.device)
     _check_scale(scale)
@@ -155,7 +172,7 @@ def _validate(a, b, scale, queue_a, queue_b, extra_ab, extra_ba, positive_mask) 
     _check_queue("queue_b", queue_b, d)
     _check_extra("extra_negatives_ab", extra_ab, bsz, d)
     _check_extra("extra_negatives_ba", extra_ba, bsz, d)
-    _check_mask(positive_mask, bsz)
+    _check_mask(positive_mask, bsz, total)
     return scale.reshape(())
 
 
@@ -181,25 +198,36 @@ def info_nce(
 
 
 # ------------------------------------------------------------------------------ distributed
+_KEYS = ("queue_a", "queue_b", "extra_negatives_ab", "extra_negatives_ba", "positive_mask")
+
+
+@dataclass
+class GatheredPair:
+    """Both sides of a pair gathered over ranks: a_all, b_all (M, D) with gradients; this rank's rows
+    are ``offset .. offset + B_r``; ``world`` the number of ranks."""
+
+    a_all: Tensor
+    b_all: Tensor
+    offset: int
+    world: int
+
+
 def _world() -> tuple[int, int]:
     """(rank, world size); (0, 1) when torch.distributed is unavailable or not initialised."""
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()):
-        return 0, 1
-    return dist.get_rank(), dist.get_world_size()
+    from hybridssl import dist
+
+    return dist.rank(), dist.world_size()
 
 
 def _gather_with_grad(x: Tensor, world: int) -> Tensor:
     """All rows of ``x`` (B, D) from every rank, (W·B, D), with gradients flowing back to each rank."""
-    from torch.distributed.nn.functional import all_gather
+    from hybridssl import dist
 
-    sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(world)]
-    torch.distributed.all_gather(sizes, torch.tensor([x.shape[0]], device=x.device))
-    if len({int(s) for s in sizes}) != 1:
-        raise ValueError(f"gather_distributed needs the same batch size on every rank, got {[int(s) for s in sizes]}")
-    with warnings.catch_warnings():  # torch ≥ 2.6 marks it deprecated; its replacement is private API
-        warnings.simplefilter("ignore", FutureWarning)
-        return torch.cat(all_gather(x.contiguous()), dim=0)
+    out, sizes = dist.gather_with_grad(x)
+    if len(set(sizes)) != 1:
+        raise ValueError(f"gather_distributed needs the same batch size on every rank, got {sizes}; "
+                         f"use InfoNCELoss.gather for ranks of different sizes")
+    return out
 
 
 class InfoNCELoss(nn.Module):
@@ -209,16 +237,43 @@ class InfoNCELoss(nn.Module):
         super().__init__()
         self.gather_distributed = gather_distributed
 
-    def forward(self, a: Tensor, b: Tensor, scale: Tensor, **kw: Tensor | None) -> Tensor:
+    def gather(self, a: Tensor, b: Tensor) -> GatheredPair | None:
+        """Gather a, b (B_r, D) from every rank with gradients (any B_r ≥ 0); None when not gathering."""
+        from hybridssl import dist
+
+        rank, world = _world()
+        if not self.gather_distributed or world == 1:
+            return None
+        if a.shape[0] != b.shape[0]:
+            raise ValueError(f"a and b must hold the same number of rows (pairs), got {a.shape[0]} and {b.shape[0]}")
+        a_all, sizes = dist.gather_with_grad(a)  # (M, D)
+        b_all, _ = dist.gather_with_grad(b)      # (M, D)
+        return GatheredPair(a_all, b_all, sum(sizes[:rank]), world)
+
+    def forward(self, a: Tensor, b: Tensor, scale: Tensor, *, gathered: GatheredPair | None = None,
+                **kw: Tensor | None) -> Tensor:
+        unknown = set(kw) - set(_KEYS)
+        if unknown:
+            raise TypeError(f"InfoNCELoss got unexpected keyword arguments {sorted(unknown)}")
+        if gathered is not None:
+            return self._from_gathered(a, b, scale, gathered, [kw.get(k) for k in _KEYS])
         rank, world = _world()
         if not self.gather_distributed or world == 1:
             return info_nce(a, b, scale, **kw)
-        unknown = set(kw) - {"queue_a", "queue_b", "extra_negatives_ab", "extra_negatives_ba", "positive_mask"}
-        if unknown:
-            raise TypeError(f"InfoNCELoss got unexpected keyword arguments {sorted(unknown)}")
-        args = [kw.get(k) for k in ("queue_a", "queue_b", "extra_negatives_ab", "extra_negatives_ba",
-                                    "positive_mask")]
+        args = [kw.get(k) for k in _KEYS]
         scale = _validate(a, b, scale, *args)
         a_all = _gather_with_grad(a, world)  # (W·B, D)
         b_all = _gather_with_grad(b, world)  # (W·B, D)
         return _symmetric(a, b, a_all, b_all, rank * a.shape[0], scale, *args)
+
+    @staticmethod
+    def _from_gathered(a: Tensor, b: Tensor, scale: Tensor, g: GatheredPair, args: list[Tensor | None]) -> Tensor:
+        """Mean loss of the B_r local anchors against the M gathered candidates (0 when B_r = 0)."""
+        total = g.a_all.shape[0]
+        if not 0 <= g.offset <= total - a.shape[0] or g.b_all.shape[0] != total:
+            raise ValueError(f"gathered rows {total} / {g.b_all.shape[0]} do not hold this rank's {a.shape[0]} rows "
+                             f"at offset {g.offset}")
+        if a.shape[0] == 0:  # nothing to score here, but the gather's backward must still run on this rank
+            return (g.a_all.sum() + g.b_all.sum()) * 0.0
+        scale = _validate(a, b, scale, *args, total=total)
+        return _symmetric(a, b, g.a_all, g.b_all, g.offset, scale, *args)

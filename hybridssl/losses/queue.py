@@ -8,6 +8,12 @@ entries (≤ size), so ``negatives()`` (K, D), K = filled, never returns the ran
 ``negatives()`` returns a COPY: the trainer enqueues the new keys after the loss is built and
 before ``backward``, and an in-place write into a tensor saved for backward would fail.
 
+Distributed (``MomentumQueue(..., gather_distributed=True)``, world size W > 1): ``enqueue`` first
+gathers the keys of every rank (rank order, any number of rows per rank, no gradient) and writes
+all of them on every rank, so the queues stay identical across ranks and equal to the queue of a
+single process that saw the global batch.  Every rank must call ``enqueue`` (with (0, D) keys if
+it has none).
+
 ``momentum_update(target, source, m)``:  θ_target ← m·θ_target + (1 − m)·θ_source for every
 parameter (MoCo eq. 2), buffers copied from the source; no gradient.
 """
@@ -28,8 +34,9 @@ class MomentumQueue(nn.Module):
     ptr: Tensor
     filled: Tensor
 
-    def __init__(self, size: int, dim: int) -> None:
+    def __init__(self, size: int, dim: int, gather_distributed: bool = False) -> None:
         super().__init__()
+        self.gather_distributed = gather_distributed
         if int(size) != size or size < 1:
             raise ValueError(f"MomentumQueue size must be a positive integer, got {size!r}")
         if int(dim) != dim or dim < 1:
@@ -44,6 +51,10 @@ class MomentumQueue(nn.Module):
         """Append the rows of ``x`` (B, D) (detached), overwriting the oldest entries."""
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"enqueue expects keys of shape (B, {self.dim}), got {tuple(x.shape)}")
+        if self.gather_distributed:
+            from hybridssl import dist
+
+            x = dist.gather_rows(x.detach())  # (Σ_r B_r, D) in rank order
         x = x.detach()[-self.size:].to(device=self.bank.device, dtype=self.bank.dtype)  # (n ≤ size, D)
         n = x.shape[0]
         if n == 0:

@@ -16,6 +16,12 @@ losses): the present names are weighted, the state of the absent ones is kept.
 
 State (EMAs, running sums, GradNorm's weights) is updated only in training mode
 (``module.train()``); in eval mode the current weights are applied without update.
+
+Distributed training: every strategy is a deterministic function of the loss VALUES and of the
+context, so every rank computes the same weights when it receives the same values.  The hybrid
+task therefore hands over losses whose values are the global (all-reduced, sample-weighted) means
+and whose gradients are this rank's share, plus global candidate counts and redundancy; GradNorm
+additionally all-reduces its gradient norms (see ``gradnorm``).
 """
 
 from __future__ import annotations

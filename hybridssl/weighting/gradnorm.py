@@ -19,6 +19,11 @@ The loss returned is total = Σ_i w_i.detach() · L_i with the weights from *bef
 update (those are also the reported ones).  Updates happen only in training mode with grad
 enabled; ``ctx.shared_parameters`` is required then (ValueError otherwise).  The last
 L_grad is kept in ``last_grad_loss`` for logging.
+
+Distributed (world size W > 1): ‖∇_W L_i‖ is the norm of the rank-MEAN of the per-rank gradients
+(one all-reduce per loss), i.e. of the gradient DDP applies, so every rank computes the same
+weights; the losses it receives must carry the global values (the hybrid task passes them).
+Every rank must call the update with the same present losses.
 """
 
 from __future__ import annotations
@@ -34,10 +39,19 @@ _EPS = 1e-12
 
 
 def shared_grad_norm(loss: Tensor, params: Sequence[nn.Parameter]) -> Tensor:
-    """‖∇_W loss‖₂ over all ``params`` (0 if the loss does not depend on them); graph kept."""
-    if not loss.requires_grad:
-        return torch.zeros((), device=params[0].device)
-    grads = torch.autograd.grad(loss, list(params), retain_graph=True, allow_unused=True)
+    """‖∇_W loss‖₂ over all ``params`` (0 if the loss does not depend on them); graph kept.
+
+    Under torch.distributed the gradient is first averaged over the ranks (see module doc)."""
+    from hybridssl import dist
+
+    params = list(params)
+    grads: Sequence[Tensor | None] = [None] * len(params)
+    if loss.requires_grad:
+        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    if dist.is_distributed():
+        flat = torch.cat([(g if g is not None else torch.zeros_like(p)).float().flatten()
+                          for g, p in zip(grads, params)])            # (|W|,)
+        return torch.linalg.vector_norm(dist.all_reduce_mean(flat))
     norms = [torch.linalg.vector_norm(g.float()) for g in grads if g is not None]
     if not norms:
         return torch.zeros((), device=params[0].device)
