@@ -80,6 +80,14 @@ def _worker(rank: int, port: int, root: str, tokenizer_path: str) -> None:
         dist.destroy()
 
 
+def _single_worker(_: int, root: str, tokenizer_path: str) -> None:
+    """The single-process reference, in a fresh process too: the pytest process has run hundreds of
+    tests (ONNX Runtime, OpenVINO, thread pools) and must not host the comparison."""
+    torch.set_num_threads(1)  # tiny tensors: more threads only contend on a shared CPU
+    for name in VARIANTS:
+        _train(name, Path(root) / "single", Path(tokenizer_path))
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("dist_equivalence")
@@ -88,13 +96,7 @@ def runs(tmp_path_factory):
     tok = TextTokenizer(train_tokenizer(train_set.captions(), cfg.preprocess.text.vocab_size), cfg.preprocess.text.max_length)
     tok.save(root / "tokenizer.json")
     torch.multiprocessing.spawn(_worker, args=(_free_port(), str(root), str(root / "tokenizer.json")), nprocs=WORLD)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: more threads only contend on a shared CPU
-    try:
-        for name in VARIANTS:
-            _train(name, root / "single", root / "tokenizer.json")
-    finally:
-        torch.set_num_threads(threads)
+    torch.multiprocessing.spawn(_single_worker, args=(str(root), str(root / "tokenizer.json")), nprocs=1)
     return root
 
 

@@ -76,17 +76,24 @@ def root(tmp_path_factory):
     train_set, _ = build_datasets(cfg.data, cfg.train.seed)
     TextTokenizer(train_tokenizer(train_set.captions(), cfg.preprocess.text.vocab_size),
                   cfg.preprocess.text.max_length).save(root / "tokenizer.json")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: more threads only contend on a shared CPU
-    try:
-        _trainer(root / "one-then-ddp", root / "tokenizer.json", 2).fit()    # 2 steps on one process
-        torch.multiprocessing.spawn(_worker, args=(_free_port(), str(root)), nprocs=WORLD)
-        for name in ("ddp-then-one", "fsdp-then-one"):
-            _trainer(root / name, root / "tokenizer.json", 4).fit()           # resume on one process
-        _trainer(root / "full", root / "tokenizer.json", 4).fit()             # the reference
-    finally:
-        torch.set_num_threads(threads)
+    # every phase in a fresh process: the pytest process (ONNX Runtime, OpenVINO, thread pools of
+    # hundreds of earlier tests) must not host the training
+    spawn = torch.multiprocessing.spawn
+    spawn(_single_phase, args=(str(root), "before"), nprocs=1)                # 2 steps on one process
+    spawn(_worker, args=(_free_port(), str(root)), nprocs=WORLD)
+    spawn(_single_phase, args=(str(root), "after"), nprocs=1)                 # resumes + the reference
     return root
+
+
+def _single_phase(_: int, root: str, phase: str) -> None:
+    torch.set_num_threads(1)  # tiny tensors: more threads only contend on a shared CPU
+    root_ = Path(root)
+    if phase == "before":
+        _trainer(root_ / "one-then-ddp", root_ / "tokenizer.json", 2).fit()
+        return
+    for name in ("ddp-then-one", "fsdp-then-one"):
+        _trainer(root_ / name, root_ / "tokenizer.json", 4).fit()             # resume on one process
+    _trainer(root_ / "full", root_ / "tokenizer.json", 4).fit()               # the reference
 
 
 def _final(run: Path, kind: str) -> dict[str, torch.Tensor]:
