@@ -74,15 +74,16 @@ def tower_io(modality: str, spec: PreprocessSpec, embed_dim: int) -> TowerIO:
     return TowerIO(modality, inputs, (TensorSpec("embedding", (BATCH, embed_dim), "float32"),))
 
 
-class ImageTower(nn.Module):
-    """pixels (B, 3, S, S) → embedding (B, E)."""
+class PatchTower(nn.Module):
+    """Image ``pixels`` (B, 3, S, S) or audio ``log_mel`` (B, 1, M, T) → embedding (B, E)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, modality: str) -> None:
         super().__init__()
         self.model = model
+        self.modality = modality
 
-    def forward(self, pixels: Tensor) -> Tensor:
-        return self.model.embed("image", pixels)
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model.embed(self.modality, x)
 
 
 class TextTower(nn.Module):
@@ -96,25 +97,13 @@ class TextTower(nn.Module):
         return self.model.embed("text", input_ids, attention_mask != 0)
 
 
-class AudioTower(nn.Module):
-    """log_mel (B, 1, M, T) → embedding (B, E)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, log_mel: Tensor) -> Tensor:
-        return self.model.embed("audio", log_mel)
-
-
-_TOWERS: dict[str, type[nn.Module]] = {"image": ImageTower, "text": TextTower, "audio": AudioTower}
 
 
 def tower_module(model: nn.Module, modality: str) -> nn.Module:
     """The exportable wrapper of one tower of ``model`` (in eval mode)."""
     if modality not in getattr(model, "modalities", ()):
         raise ValueError(f"the model has no {modality!r} tower (it has {', '.join(model.modalities)})")
-    return _TOWERS[modality](model).eval()
+    return (TextTower(model) if modality == "text" else PatchTower(model, modality)).eval()
 
 
 def example_feeds(modality: str, spec: PreprocessSpec, tokenizer: TextTokenizer | None,
