@@ -9,7 +9,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -e ".[dev,runtime]"
+	$(PY) -m pip install --disable-pip-version-check -q -e ".[dev]"
 	touch $(STAMP)
 
 demo: install

@@ -5,10 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 console = Console()
+
+
+def error(message: object) -> None:
+    """One red ``error:`` line; the message is printed literally (``pip install 'hssl[openvino]'``
+    would otherwise lose its ``[openvino]`` to rich markup)."""
+    console.print(f"[red]error:[/] {escape(str(message))}")
+
+
+def warn(prefix: str, message: object) -> None:
+    """A yellow ``prefix`` followed by ``message`` printed literally."""
+    console.print(f"[yellow]{escape(prefix)}[/] {escape(str(message))}")
 
 
 def short(name: str) -> str:

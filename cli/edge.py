@@ -16,7 +16,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.console import console, kv_table
+from cli.console import console, kv_table, warn
 
 BundleArg = Annotated[Path, typer.Argument(help="a bundle folder written by hssl export")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="auto | onnxruntime | openvino | tensorrt")]
@@ -122,7 +122,7 @@ def index(bundle: BundleArg,
     console.print(kv_table(f"Gallery {out}", {"items": len(gallery), **{f"{m} items": n for m, n in counts.items() if n},
                                              "skipped": len(skipped), "bundle": model.fingerprint[:16]}))
     for pid, reason in list(skipped.items())[:10]:
-        console.print(f"[yellow]skipped[/] {pid}: {reason}")
+        warn("skipped", f"{pid}: {reason}")
 
 
 def search(bundle: BundleArg,

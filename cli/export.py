@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.console import console
+from cli.console import console, error, warn
 
 
 def parse_list(text: str | None, option: str) -> tuple[str, ...]:
@@ -104,10 +104,10 @@ def export(
                                 accuracy_control=accuracy_control, exporter=exporter, threads=threads,
                                 checkpoint=checkpoint, overwrite=overwrite)
     except (TensorRTUnavailable, ModuleNotFoundError) as e:
-        console.print(f"[red]error:[/] {e}")
+        error(e)
         raise typer.Exit(2) from None
     console.print(steps_table(report))
     for p, why in report["rejected"].items():
-        console.print(f"[yellow]{p} not shipped:[/] {why}")
+        warn(f"{p} not shipped:", why)
     console.print(f"bundle ([bold]{report['target']}[/], default precision [bold]{report['precision']}[/], shipped "
                   f"{', '.join(report['shipped'])}) written to [bold]{report['bundle']}[/] in {report['seconds']:.0f} s")

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from cli.ablate import ablate
-from cli.console import console
+from cli.console import console, error
 from cli.demo import demo
 from cli.distill import distill
 from cli.edge import bench, classify, embed, index, search, serve
@@ -16,6 +16,7 @@ from cli.export import export
 from cli.info import info
 from cli.shard import shard
 from cli.train import train
+from hybridssl.errors import NonFiniteLossError
 
 app = typer.Typer(
     name="hssl",
@@ -45,22 +46,21 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hybridssl.trainer import NonFiniteLossError
-
+    """Run ``hssl`` with ``argv`` (default: ``sys.argv[1:]``); returns the process exit code: 0 on
+    success, 2 for a user error (one red line), 3 for a diverged run, 130 when aborted."""
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone_mode=False: click *returns* the code of a typer.Exit instead of raising it
+        code = app(args=argv, standalone_mode=False)
     except (typer.Exit, SystemExit) as e:
         code = getattr(e, "exit_code", getattr(e, "code", 0))
-        return int(code or 0)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         console.print("[red]aborted[/]")
         return 130
     except NonFiniteLossError as e:
-        console.print(f"[red]error:[/] {e}")
+        error(e)
         return 3
     except USER_ERRORS as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        console.print(f"[red]error:[/] {msg}")
+        error(e.args[0] if isinstance(e, KeyError) and e.args else e)
         return 2
     except Exception as e:  # click usage errors
         import click
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             e.show()
             return e.exit_code
         raise
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -125,7 +125,7 @@ class OpenVINOBackend:
     name = "openvino"
 
     def __init__(self, model: Path, threads: int | None = None, precision: str = "fp32", weights: Path | None = None) -> None:
-        import openvino as ov
+        from edge_runtime.openvino_core import core
 
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
         if threads:
@@ -133,9 +133,9 @@ class OpenVINOBackend:
         if precision == "fp32":
             config["INFERENCE_PRECISION_HINT"] = "f32"
         try:
-            core = ov.Core()
-            graph = core.read_model(str(model), str(weights)) if weights else core.read_model(str(model))
-            self.compiled = core.compile_model(graph, "CPU", config)
+            shared = core()  # one Core per process, never freed: see edge_runtime.openvino_core
+            graph = shared.read_model(str(model), str(weights)) if weights else shared.read_model(str(model))
+            self.compiled = shared.compile_model(graph, "CPU", config)
         except Exception as e:
             raise BackendError(f"openvino cannot load {model.name}: {str(e).splitlines()[0]}") from None
         self.request = self.compiled.create_infer_request()

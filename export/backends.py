@@ -80,12 +80,14 @@ class OpenVinoRunner:
     """An OpenVINO CPU compiled model over one tower IR (``.xml`` + ``.bin``)."""
 
     def __init__(self, xml: Path, threads: int = 0) -> None:
-        ov = require("openvino")
+        require("openvino")
+        from edge_runtime.openvino_core import core
+
         config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = str(int(threads))
         self.path = Path(xml)
-        self.compiled = ov.Core().compile_model(str(xml), "CPU", config)
+        self.compiled = core().compile_model(str(xml), "CPU", config)
         self.request = self.compiled.create_infer_request()
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.openvino_core import core, preserve_signal_stack
 from export.backends import require
 from hybridssl.evaluation.retrieval import first_correct_ranks
 
@@ -71,30 +72,37 @@ def quantize_ir(xml_path: Path, out_xml: Path, feeds: list[dict[str, np.ndarray]
     nncf = require("nncf")
     if not feeds:
         raise ValueError("NNCF quantization needs calibration data; got none")
-    model = ov.Core().read_model(str(xml_path))
+    model = core().read_model(str(xml_path))
     n = sum(len(next(iter(f.values()))) for f in feeds)
     s = _nncf_settings()
     info: dict[str, Any] = {"tool": f"nncf {nncf.__version__}", "model_type": "transformer", "smooth_quant": False,
                             "calibration_items": n, "accuracy_control": validation is not None}
     calibration = nncf.Dataset(feeds)
-    if validation is None:
-        q = nncf.quantize(model, calibration, subset_size=min(SUBSET_SIZE, len(feeds)), model_type=s["model_type"],
-                          advanced_parameters=s["advanced"])
-    else:
-        items, metric = validation
-
-        def validation_fn(compiled, data) -> tuple[float, list[float]]:
-            out = compiled.output(0)
-            emb = np.concatenate([np.asarray(compiled(item)[out], dtype=np.float32) for item in data])   # (n, E)
-            return metric(emb)
-
-        q = nncf.quantize_with_accuracy_control(
-            model, calibration, nncf.Dataset(items), validation_fn, max_drop=float(max_drop),
-            drop_type=nncf.DropType.ABSOLUTE, subset_size=min(SUBSET_SIZE, len(feeds)), model_type=s["model_type"],
-            advanced_quantization_parameters=s["advanced"])
-        info.update({"max_drop": float(max_drop), "validation_items": len(items)})
+    with preserve_signal_stack():  # NNCF makes and drops Cores of its own
+        q = _quantize(nncf, model, calibration, feeds, s, validation, max_drop)
+    if validation is not None:
+        info.update({"max_drop": float(max_drop), "validation_items": len(validation[0])})
     ov.save_model(q, str(out_xml), compress_to_fp16=False)
     return info
+
+
+def _quantize(nncf: Any, model: Any, calibration: Any, feeds: list[dict[str, np.ndarray]], s: dict[str, Any],
+              validation: tuple[list[dict[str, np.ndarray]], Callable[[np.ndarray], tuple[float, list[float]]]] | None,
+              max_drop: float) -> Any:
+    if validation is None:
+        return nncf.quantize(model, calibration, subset_size=min(SUBSET_SIZE, len(feeds)), model_type=s["model_type"],
+                             advanced_parameters=s["advanced"])
+    items, metric = validation
+
+    def validation_fn(compiled, data) -> tuple[float, list[float]]:
+        out = compiled.output(0)
+        emb = np.concatenate([np.asarray(compiled(item)[out], dtype=np.float32) for item in data])   # (n, E)
+        return metric(emb)
+
+    return nncf.quantize_with_accuracy_control(
+        model, calibration, nncf.Dataset(items), validation_fn, max_drop=float(max_drop),
+        drop_type=nncf.DropType.ABSOLUTE, subset_size=min(SUBSET_SIZE, len(feeds)), model_type=s["model_type"],
+        advanced_quantization_parameters=s["advanced"])
 
 
 def retrieval_metric(partner: np.ndarray, keys: list[str]) -> Callable[[np.ndarray], tuple[float, list[float]]]:

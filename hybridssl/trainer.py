@@ -38,14 +38,11 @@ from hybridssl.config import RunConfig
 from hybridssl.data.base import MultimodalDataset
 from hybridssl.data.batching import Collator, SafeDataset, StepBatchSampler, merge_batch_report
 from hybridssl.data.sample import SkipReport
+from hybridssl.errors import NonFiniteLossError
 from hybridssl.models.hybrid import HybridModel
 from hybridssl.schedule import warmup_cosine
 from hybridssl.task import HybridTask, TextMasking
 from hybridssl.tokenizer import TextTokenizer
-
-
-class NonFiniteLossError(RuntimeError):
-    """Raised when more than ``max_bad_steps`` steps produced a NaN/inf loss or gradient."""
 
 
 @dataclass
