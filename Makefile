@@ -15,11 +15,8 @@ $(STAMP): pyproject.toml
 demo: install
 	$(VENV)/bin/hssl demo
 
-# Two pytest processes: in one process of the whole suite, after ~700 tests (ONNX Runtime and
-# OpenVINO loaded), the interpreter crashed with SIGSEGV at a module boundary; each half passes.
 test: install
-	$(PY) -m pytest -q tests/hybridssl
-	$(PY) -m pytest -q tests/distill tests/cli tests/export tests/edge_runtime
+	$(PY) -m pytest -q
 
 bench: install
 	$(PY) benchmarks/train_throughput.py

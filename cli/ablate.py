@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from hybridssl.data.specs import forms_help
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -14,7 +16,7 @@ from cli.console import console
 
 def ablate(
     config: Annotated[str, typer.Option("--config", "-c", help="base preset or YAML file")] = "small",
-    data: Annotated[Optional[list[str]], typer.Option("--data", help="dataset spec (repeat for a column per dataset)")] = None,
+    data: Annotated[Optional[list[str]], typer.Option("--data", help=forms_help("dataset spec, repeat for a column per dataset"))] = None,
     seeds: Annotated[int, typer.Option(help="number of seeds (0..N-1)")] = 3,
     quick: Annotated[bool, typer.Option("--quick", help="the ~3-minute budget")] = False,
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/ablation"),

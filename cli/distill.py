@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+
+from hybridssl.data.specs import forms_help
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -85,7 +87,7 @@ def distill(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="student run directory "
                                                                     "(default runs/<teacher>-<student>-<time>)")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="student image input size (default: the teacher's)")] = None,
-    data: Annotated[Optional[str], typer.Option(help="training data spec (default: the teacher's)")] = None,
+    data: Annotated[Optional[str], typer.Option(help=forms_help("training data spec (default: the teacher's)"))] = None,
     cache_teacher: Annotated[bool, typer.Option("--cache-teacher", help="precompute the teacher's embeddings of the "
                                                                          "training set once, cached on disk")] = False,
     rebuild_cache: Annotated[bool, typer.Option("--rebuild-cache", help="rebuild a teacher cache that does not "

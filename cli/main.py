@@ -43,6 +43,9 @@ app.command(help="Serve a bundle as a small local JSON API.")(serve)
 
 # Errors a user can cause: one clear line, exit code 2, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)
+# Packages a runtime-only install lacks, and the extra that brings each.
+EXTRA_OF = {**dict.fromkeys(("torch", "torchvision", "torchaudio", "timm", "safetensors", "yaml", "matplotlib"), "train"),
+            **dict.fromkeys(("onnx", "onnxscript"), "export")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLossError as e:
         error(e)
         return 3
+    except ModuleNotFoundError as e:
+        extra = EXTRA_OF.get((e.name or "").split(".")[0])
+        if e.name is None:  # export.backends.require's own one line, naming the extra
+            error(e)
+        elif extra is not None:
+            error(f"this command needs {e.name}, which is not installed: pip install 'hssl[{extra}]'")
+        else:
+            raise
+        return 2
     except USER_ERRORS as e:
         error(e.args[0] if isinstance(e, KeyError) and e.args else e)
         return 2

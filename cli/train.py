@@ -8,12 +8,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from hybridssl.data.specs import forms_help
+
 from cli.console import TrainProgress, console, print_heldout, skip_table
 
 
 def train(
     config: Annotated[Optional[str], typer.Option("--config", "-c", help="preset name (tiny|small|base|large) or YAML file")] = None,
-    data: Annotated[Optional[str], typer.Option(help="dataset spec: builtin[:k=v,...] | manifest:PATH | coco:ANN:IMAGES | avclips:CSV")] = None,
+    data: Annotated[Optional[str], typer.Option(help=forms_help())] = None,
     val: Annotated[Optional[str], typer.Option(help="validation dataset spec (default: built-in val split or a seeded hold-out)")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="run directory (default runs/<preset>-<time>)")] = None,
     steps: Annotated[Optional[int], typer.Option(help="total optimizer steps")] = None,
@@ -60,5 +62,9 @@ def train(
     skipped = skip_table(metrics["data_report"])
     if skipped is not None:
         console.print(skipped)
+    change = metrics.get("schedule_change")
+    if change:
+        console.print(f"resumed at step {change['resumed_at_step']} of a run planned for {change['planned_steps']} steps: "
+                      f"from there on the lr schedule is the one planned for {change['steps']} steps")
     console.print(f"{metrics['steps']} steps in {metrics['train_seconds']:.0f} s "
                   f"({metrics['samples_per_s']:.1f} samples/s); run saved in [bold]{run_dir}[/]")

@@ -54,7 +54,10 @@ class Backend(Protocol):
 def is_installed(name: str) -> bool:
     """Whether the back end's Python package can be imported (without importing it)."""
     module = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}[name]
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install, or an import hook that refuses it
+        return False
 
 
 def available_backends() -> list[str]:

@@ -214,12 +214,18 @@ def resize_and_crop(image: np.ndarray, spec: ImageSpec) -> np.ndarray:
     return image[top : top + spec.size, left : left + spec.size]
 
 
-def preprocess_image(item: Any, spec: ImageSpec) -> np.ndarray:
-    """One image (any accepted form) → (3, size, size) float32 normalised pixels."""
-    x = resize_and_crop(decode_image(item), spec).astype(np.float32) / np.float32(255.0)  # (S, S, 3)
+def normalize_pixels(pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
+    """(S, S, 3) uint8 → (3, S, S) float32 ``(x/255 − mean)/std``, each operation in float32 (the
+    training side calls this too, so both sides give identical pixels)."""
+    x = pixels.astype(np.float32) / np.float32(255.0)  # (S, S, 3)
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
     return np.ascontiguousarray(((x - mean) / std).transpose(2, 0, 1))  # (3, S, S)
+
+
+def preprocess_image(item: Any, spec: ImageSpec) -> np.ndarray:
+    """One image (any accepted form) → (3, size, size) float32 normalised pixels."""
+    return normalize_pixels(resize_and_crop(decode_image(item), spec), spec)
 
 
 # ----------------------------------------------------------------------------- audio

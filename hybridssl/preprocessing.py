@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+
+from edge_runtime import preprocess as edge_preprocess
 
 
 @dataclass
@@ -88,29 +89,20 @@ class PreprocessSpec:
 
 
 # ----------------------------------------------------------------------------- image
-_PIL_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 
 
 def resize_and_crop(image: np.ndarray, spec: ImageSpec) -> np.ndarray:
-    """(H, W, 3) uint8 → (size, size, 3) uint8: shorter side to ``resize``, then centre crop."""
+    """(H, W, 3) uint8 → (size, size, 3) uint8: shorter side to ``resize``, then centre crop (the
+    runtime's implementation: one definition for both sides)."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-    h, w = image.shape[:2]
-    scale = spec.resize / min(h, w)
-    nh, nw = max(spec.size, round(h * scale)), max(spec.size, round(w * scale))
-    if (nh, nw) != (h, w):
-        image = np.asarray(Image.fromarray(image).resize((nw, nh), _PIL_FILTERS[spec.interpolation]))
-    top, left = (nh - spec.size) // 2, (nw - spec.size) // 2
-    return image[top : top + spec.size, left : left + spec.size]
+    return edge_preprocess.resize_and_crop(image, spec)
 
 
 def preprocess_image(image: np.ndarray, spec: ImageSpec) -> torch.Tensor:
-    """(H, W, 3) uint8 → (3, size, size) float32 normalised tensor."""
-    x = torch.from_numpy(np.array(resize_and_crop(image, spec))).float().div_(255.0)  # copy: PIL arrays are read-only
-    x = x.permute(2, 0, 1)  # (3, S, S)
-    mean = torch.tensor(spec.mean).view(3, 1, 1)
-    std = torch.tensor(spec.std).view(3, 1, 1)
-    return (x - mean) / std
+    """(H, W, 3) uint8 → (3, size, size) float32 normalised tensor, pixel for pixel what
+    ``edge_runtime.preprocess.preprocess_image`` gives."""
+    return torch.from_numpy(edge_preprocess.normalize_pixels(resize_and_crop(image, spec), spec))
 
 
 # ----------------------------------------------------------------------------- audio

@@ -113,10 +113,13 @@ def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, on_step: Callable[[S
     dist.init_from_env()  # under torchrun: the process group; rank 0 alone writes the run folder
     main = dist.is_main()
     ckpt = latest_checkpoint(run_dir) if resume else None
+    schedule: dict[str, int] | None = None
     if resume:
         if ckpt is None:
             raise FileNotFoundError(f"--resume: {run_dir} has no checkpoint to resume from")
-        saved = RunConfig.from_dict(read_state(ckpt)["config"])  # the weights load once, in trainer.load
+        state = read_state(ckpt)  # the weights load once, in trainer.load
+        saved = RunConfig.from_dict(state["config"])
+        schedule = resumed_schedule(int(state["step"]), saved.train.steps, cfg.train.steps, ckpt)
         saved.train.steps = cfg.train.steps  # the only thing a resume may change: how far to go
         cfg = saved
         train_set, val_set = build_datasets(cfg.data, cfg.train.seed, None)
@@ -157,9 +160,28 @@ def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, on_step: Callable[[S
         "heldout": report,
         "parameters": {m: count_parameters(model, m) for m in model.modalities},
     }
+    if schedule is not None:
+        metrics["schedule_change"] = schedule
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
     atomic_write_text(run_dir / "report.md", render_report(cfg, metrics))
     return metrics
+
+
+def resumed_schedule(done: int, planned: int, steps: int, ckpt: Path) -> dict[str, int] | None:
+    """What resuming a run that is at step ``done`` of ``planned`` with ``--steps steps`` means.
+
+    ``steps == planned``: the interrupted run continues exactly (same weights as never stopped).
+    Otherwise the run continues *as if it had been planned for ``steps`` from the start*: from step
+    ``done`` on, the learning rate is ``warmup_cosine(step, steps, …)``, the value the longer (or
+    shorter) plan gives there — so it jumps once, at the resume, and the steps before it keep the
+    values of the old plan. Returns that change (None when there is none); ``steps < done`` (going
+    back) is refused."""
+    if steps < done:
+        raise ValueError(f"--resume: {ckpt} is at step {done}, beyond --steps {steps}; pass --steps ≥ {done} "
+                         f"(a larger value extends the run)")
+    if steps == planned:
+        return None
+    return {"resumed_at_step": done, "planned_steps": planned, "steps": steps}
 
 
 def evaluate_heldout(model: HybridModel, tokenizer: TextTokenizer | None, val_set, cfg: RunConfig) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from hybridssl import dist
-from hybridssl.checkpoint import load_checkpoint, save_checkpoint
+from hybridssl.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from hybridssl.config import RunConfig
 from hybridssl.data.base import MultimodalDataset
 from hybridssl.data.batching import Collator, SafeDataset, StepBatchSampler, merge_batch_report
@@ -101,6 +101,21 @@ def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict[str,
         else:
             decay.append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def trim_metrics(path: Path, step: int) -> None:
+    """Keep only the ``metrics.jsonl`` lines of steps ≤ ``step`` (a run killed after its last
+    checkpoint logged steps that the resume repeats; a line cut by the kill is dropped too)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if int(json.loads(line)["step"]) <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    atomic_write_text(path, "".join(f"{line}\n" for line in kept))
 
 
 DISTRIBUTED_MODES = ("ddp", "fsdp")
@@ -248,6 +263,8 @@ class Trainer:
         rep = st.get("report", {})
         self.state.report.skipped.update(rep.get("skipped", {}))
         self.state.report.repaired.update(rep.get("repaired", {}))
+        if dist.is_main():
+            trim_metrics(self.run_dir / "metrics.jsonl", self.state.step)
 
     # ------------------------------------------------------------------------------ loop
     def loader(self) -> DataLoader:
@@ -282,7 +299,11 @@ class Trainer:
         return DataLoader(stream, batch_size=per_rank, collate_fn=self.collator, num_workers=self.cfg.data.num_workers)
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        """The batch on the training device; floating inputs in the model's dtype (float32, or float64
+        for the algebraic equivalence tests)."""
+        dtype = next(self.task.parameters()).dtype
+        return {k: (v.to(self.device, dtype=dtype if v.is_floating_point() else None, non_blocking=True)
+                    if torch.is_tensor(v) else v) for k, v in batch.items()}
 
     def _set_lr(self, step: int) -> float:
         tc = self.cfg.train

@@ -28,20 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from hybridssl.data.base import MultimodalDataset
+from hybridssl.data.specs import FORMS
 
-FORMS = (
-    "builtin",
-    "builtin:KEY=VAL,KEY=VAL",
-    "manifest:PATH",
-    "coco:ANNOTATIONS_JSON:IMAGES_DIR",
-    "avclips:CSV",
-    "features:NPZ",
-    "shards:DIR_OR_GLOB",
-    "fashion-mnist[:ROOT]",
-    "tuxpaint[:ROOT]",
-    "openclipart[:ROOT]",
-    "digits",
-)
 #: real offline datasets (Debian packages, see scripts/install_datasets.sh): spec prefix → (module, class)
 OFFLINE = {
     "fashion-mnist": ("hybridssl.data.fashion_mnist", "FashionMNIST"),

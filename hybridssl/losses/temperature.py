@@ -47,7 +47,7 @@ class LearnableTemperature(nn.Module):
         self.min_scale = 1.0 / max_temperature
         self.max_scale = 1.0 / min_temperature
         self.learnable = learnable
-        value = torch.tensor(math.log(1.0 / init_temperature), dtype=torch.float32)  # ()
+        value = torch.tensor(math.log(1.0 / init_temperature))  # () in the default dtype
         if learnable:
             self.log_scale = nn.Parameter(value)
         else:

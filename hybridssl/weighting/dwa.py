@@ -50,10 +50,10 @@ class DynamicWeightAverage(LossWeighting):
         self.period = period
         self.temperature = float(temperature)
         k = self.num_losses
-        self.register_buffer("period_sum", torch.zeros(k, dtype=torch.float32))      # (K,)
+        self.register_buffer("period_sum", torch.zeros(k))      # (K,)
         self.register_buffer("period_count", torch.zeros(k, dtype=torch.long))       # (K,)
-        self.register_buffer("avg_last", torch.zeros(k, dtype=torch.float32))        # (K,)
-        self.register_buffer("avg_prev", torch.zeros(k, dtype=torch.float32))        # (K,)
+        self.register_buffer("avg_last", torch.zeros(k))        # (K,)
+        self.register_buffer("avg_prev", torch.zeros(k))        # (K,)
         self.register_buffer("periods_done", torch.zeros(k, dtype=torch.long))       # (K,)
         self.register_buffer("current_period", torch.tensor(-1, dtype=torch.long))   # ()
 
@@ -80,7 +80,7 @@ class DynamicWeightAverage(LossWeighting):
         """Weights of the given loss rows from the two last completed periods."""
         idx = torch.tensor(indices, device=self.avg_last.device)
         ready = (self.periods_done.index_select(0, idx) >= 2)                     # (P,)
-        w = torch.ones(len(indices), dtype=torch.float32, device=idx.device)      # (P,)
+        w = torch.ones(len(indices), device=idx.device)      # (P,)
         if bool(ready.any()):
             last = self.avg_last.index_select(0, idx)[ready]
             prev = self.avg_prev.index_select(0, idx)[ready]

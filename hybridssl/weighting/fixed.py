@@ -42,7 +42,7 @@ class FixedWeighting(LossWeighting):
     def __init__(self, loss_names: Sequence[str], weights: dict[str, float] | None = None) -> None:
         super().__init__(loss_names)
         resolved = resolve_weights(self.loss_names, weights)
-        self.register_buffer("weights", torch.tensor(resolved, dtype=torch.float32))  # (K,)
+        self.register_buffer("weights", torch.tensor(resolved, dtype=torch.get_default_dtype()))  # (K,)
 
     def forward(self, losses: dict[str, Tensor],
                 ctx: WeightingContext) -> tuple[Tensor, dict[str, float]]:

@@ -38,6 +38,11 @@ from hybridssl.weighting.base import LossWeighting, WeightingContext, weighted_s
 _EPS = 1e-12
 
 
+def _at_least_fp32(g: Tensor) -> Tensor:
+    """bf16/fp16 gradients in float32; float32 and float64 ones as they are."""
+    return g.to(torch.promote_types(g.dtype, torch.float32))
+
+
 def shared_grad_norm(loss: Tensor, params: Sequence[nn.Parameter]) -> Tensor:
     """‖∇_W loss‖₂ over all ``params`` (0 if the loss does not depend on them); graph kept.
 
@@ -49,10 +54,10 @@ def shared_grad_norm(loss: Tensor, params: Sequence[nn.Parameter]) -> Tensor:
     if loss.requires_grad:
         grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
     if dist.is_distributed():
-        flat = torch.cat([(g if g is not None else torch.zeros_like(p)).float().flatten()
+        flat = torch.cat([_at_least_fp32(g if g is not None else torch.zeros_like(p)).flatten()
                           for g, p in zip(grads, params)])            # (|W|,)
         return torch.linalg.vector_norm(dist.all_reduce_mean(flat))
-    norms = [torch.linalg.vector_norm(g.float()) for g in grads if g is not None]
+    norms = [torch.linalg.vector_norm(_at_least_fp32(g)) for g in grads if g is not None]
     if not norms:
         return torch.zeros((), device=params[0].device)
     return torch.linalg.vector_norm(torch.stack(norms))

@@ -62,3 +62,22 @@ def test_train_on_a_user_manifest(tmp_path, capsys):
     report = metrics["data_report"]
     assert report["repaired"].get("resampled", 0) > 0 and report["repaired"].get("mono_mixed", 0) > 0
     assert report["total_skipped"] >= 1
+
+
+def test_help_lists_every_dataset_spec(capsys, monkeypatch):
+    from hybridssl.data.open import open_dataset
+    from hybridssl.data.specs import FORMS, prefix
+
+    monkeypatch.setenv("COLUMNS", "400")
+    for command in ("train", "ablate", "distill"):
+        assert main([command, "--help"]) == 0
+        text = " ".join(capsys.readouterr().out.split())
+        missing = [f for f in FORMS if prefix(f) not in text]
+        assert not missing, f"hssl {command} --help omits {missing}"
+    for form in FORMS:  # every listed form is one open_dataset knows (a missing path, not an unknown prefix)
+        try:
+            open_dataset(f"{prefix(form)}:/no/such/place" if ":" in form else "builtin:size=4")
+        except (ValueError, FileNotFoundError, OSError) as e:
+            assert "unknown dataset spec prefix" not in str(e), form
+    with pytest.raises(ValueError, match="unknown dataset spec prefix"):
+        open_dataset("nope:x")

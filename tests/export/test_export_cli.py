@@ -45,6 +45,24 @@ def test_cli_user_errors(app, tiny_run, tmp_path):
     assert isinstance(res.exception, ValueError) and "repeats" in str(res.exception)
 
 
+def test_real_entry_point_exits_non_zero_with_the_install_hint(tiny_run, tmp_path):
+    """Through the installed ``hssl`` script (its exit status is what a shell or CI sees)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("hssl")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
+    proc = subprocess.run([*cmd, "export", str(tiny_run), "--target", "tensorrt", "--out", str(tmp_path / "t"),
+                           "--precision", "fp16", "--modalities", "image", "--eval-size", "16", "--threads", "1",
+                           "--no-progress"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "300"})
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "error:" in proc.stdout
+    assert "pip install 'hssl[tensorrt]'" in proc.stdout or "no NVIDIA GPU" in proc.stdout
+
+
 def test_parse_list_and_table():
     assert parse_list("image, text ,", "--modalities") == ("image", "text") and parse_list(None, "x") == ()
     report = {"reference": {"held_out_items": 8}, "settings": {"max_drop": 1.0}, "steps": [

@@ -93,3 +93,40 @@ def test_thread_setting_is_scoped_to_the_run(tmp_path):
     train_run(load_config("tiny", TINY + ["train.steps=1", f"train.threads={max(1, before - 1) if before > 1 else 2}"]),
               tmp_path / "threads")
     assert torch.get_num_threads() == before
+
+
+def _lines(run_dir):
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_resume_with_more_steps_continues_the_longer_plan(tmp_path):
+    """train 3, resume to 6 = from step 3 on, the 6-step plan's learning rates (a 2-step warm-up and a
+    cosine over 6 steps, so step 3's lr differs between the plans); the log has each step once."""
+    over = TINY + ["train.warmup_steps=1", "train.threads=1"]
+    train_run(load_config("tiny", over + ["train.steps=6"]), tmp_path / "planned")
+    train_run(load_config("tiny", over + ["train.steps=3"]), tmp_path / "extended")
+    metrics = train_run(load_config("tiny", over + ["train.steps=6"]), tmp_path / "extended", resume=True)
+    planned, extended = _lines(tmp_path / "planned"), _lines(tmp_path / "extended")
+    assert [x["step"] for x in extended] == [1, 2, 3, 4, 5, 6]
+    assert [x["lr"] for x in extended[3:]] == pytest.approx([x["lr"] for x in planned[3:]], rel=1e-12)
+    assert extended[2]["lr"] != pytest.approx(planned[2]["lr"])  # the old plan's steps keep their values
+    assert metrics["schedule_change"] == {"resumed_at_step": 3, "planned_steps": 3, "steps": 6}
+    with pytest.raises(ValueError, match="beyond --steps 2"):
+        train_run(load_config("tiny", over + ["train.steps=2"]), tmp_path / "extended", resume=True)
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_does_not_repeat_logged_steps(tmp_path):
+    """Killed after logging steps 3–4 but before their checkpoint: the resume logs them once."""
+    run = tmp_path / "run"
+    cfg = load_config("tiny", TINY + ["train.steps=4", "train.ckpt_every=2", "train.threads=1"])
+    train_run(cfg, run)
+    import shutil
+
+    shutil.rmtree(run / "checkpoints" / "step_000004")
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 5, "loss": 1.')  # a line cut by the kill
+    metrics = train_run(cfg, run, resume=True)
+    assert [x["step"] for x in _lines(run)] == [1, 2, 3, 4]
+    assert "schedule_change" not in metrics
