@@ -44,7 +44,8 @@ class ModelConfig:
     shared_depth: int = 0             # last `shared_depth` blocks are one trunk shared by all modalities
     embed_dim: int = 128              # joint embedding space
     image_patch: int = 8
-    image_stem: str = "patch"         # "patch" (ViT) | "conv" (stride-2 conv stack, Xiao et al. 2021)
+    image_stem: str = "patch"         # "patch" (ViT) | "conv" (stride-2 conv stack, Xiao et al. 2021) | "cnn" (conv + max-pool)
+    pool: str = "mean"                # "mean" | "max" over the visible / real tokens
     audio_patch: tuple[int, int] = (16, 10)  # (mel bins, frames)
     drop_path: float = 0.0
     decoder_width: int = 128

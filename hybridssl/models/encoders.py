@@ -2,8 +2,14 @@
 
 * image : (B, 3, H, W) → conv patch embedding (p×p) → (B, N = (H/p)(W/p), W); or, with
           ``image_stem="conv"``, a convolutional stem of log2(p) 3×3 stride-2 convolutions
-          (Xiao et al. 2021, "Early Convolutions Help Transformers See Better") — much faster to
-          learn shapes from few samples; its receptive fields overlap neighbouring patches slightly
+          (Xiao et al. 2021, "Early Convolutions Help Transformers See Better"); or, with
+          ``image_stem="cnn"`` (the default of the CPU presets), a small CNN of real depth —
+          3×3 conv stride 2, then log2(p)−1 × [3×3 conv → max-pool 2], a last 3×3 conv to W,
+          GroupNorm + ReLU between — whose full-resolution convolutions and max-pooling learn
+          shapes from a few thousand images (see ``benchmarks/ceiling.py``). The receptive fields
+          of the two convolutional stems overlap neighbouring patches, so the model zeroes the
+          masked patches of the INPUT before such a stem (``PatchStem.overlapping``): the visible
+          tokens never see what the decoder must reconstruct
 * audio : (B, 1, M, T) log-mel → conv patch embedding (pm×pt) over (mel, frame); trailing frames
           that do not fill a patch are dropped → (B, (M/pm)(⌊T/pt⌋), W)
 * text  : (B, L) token ids → embedding → (B, L, W), with an attention mask for padding
@@ -33,7 +39,7 @@ class PatchStem(nn.Module):
     """Conv patch embedding for images and spectrograms, with learned positions."""
 
     def __init__(self, in_chans: int, grid_input: tuple[int, int], patch: tuple[int, int], width: int,
-                 conv: bool = False) -> None:
+                 kind: str = "patch") -> None:
         super().__init__()
         h, w = grid_input
         ph, pw = patch
@@ -44,9 +50,13 @@ class PatchStem(nn.Module):
         self.patch = (ph, pw)
         self.in_chans = in_chans
         self.grid = (h // ph, w // pw)
-        if conv and ph != pw:
-            raise ValueError("the convolutional stem needs square patches")
-        self.proj = conv_stem(in_chans, ph, width) if conv else nn.Conv2d(in_chans, width, kernel_size=patch, stride=patch)
+        if kind not in STEMS:
+            raise ValueError(f"stem must be one of {tuple(STEMS)}, got {kind!r}")
+        if kind != "patch" and ph != pw:
+            raise ValueError(f"the {kind} stem needs square patches")
+        self.kind = kind
+        self.overlapping = kind != "patch"  # receptive fields reach into neighbouring patches
+        self.proj = STEMS[kind](in_chans, patch if kind == "patch" else ph, width)
         self.pos = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], width))
         nn.init.trunc_normal_(self.pos, std=0.02)
 
@@ -69,12 +79,44 @@ class PatchStem(nn.Module):
         x = self.proj(self.crop(x))               # (B, W, gh, gw)
         return x.flatten(2).transpose(1, 2) + self.pos  # (B, N, W)
 
+    def mask_input(self, x: Tensor, mask: Tensor) -> Tensor:
+        """Zero the masked patches of the input: x (B, C, H, W), mask (B, N) with 1 = masked."""
+        x = self.crop(x)
+        keep = (1.0 - mask).to(x.dtype).view(-1, 1, *self.grid)                  # (B, 1, gh, gw)
+        keep = keep.repeat_interleave(self.patch[0], 2).repeat_interleave(self.patch[1], 3)  # (B, 1, H, W)
+        return x * keep
 
-def conv_stem(in_chans: int, patch: int, width: int) -> nn.Sequential:
-    """log2(patch) × [3×3 conv stride 2 → BatchNorm → GELU], widths doubling up to width/2, then 1×1 to width."""
+
+def _log2_patch(patch: int) -> int:
     n = int(round(math.log2(patch)))
     if 2**n != patch or n < 1:
         raise ValueError(f"the convolutional stem needs a power-of-two patch size, got {patch}")
+    return n
+
+
+def linear_patch_stem(in_chans: int, patch: tuple[int, int], width: int) -> nn.Conv2d:
+    """ViT's patch embedding: one p×p convolution of stride p."""
+    return nn.Conv2d(in_chans, width, kernel_size=patch, stride=patch)
+
+
+def cnn_stem(in_chans: int, patch: int, width: int) -> nn.Sequential:
+    """A small CNN with total stride ``patch`` (a power of two ≥ 2), e.g. patch 8, width 128:
+    3×3/2 conv → 32 · [3×3 conv → 64, max-pool 2] · [3×3 conv → 128, max-pool 2] · 3×3 conv → 128,
+    GroupNorm(1) + ReLU after every conv but the last (per-sample normalisation: no batch statistics,
+    so a step on W ranks equals one step of one process)."""
+    n = _log2_patch(patch)
+    chans = [max(16, width // 2 ** (n - 1 - i)) for i in range(n)]   # e.g. n=3: W/4, W/2, W
+    layers: list[nn.Module] = [nn.Conv2d(in_chans, chans[0], 3, stride=2, padding=1, bias=False),
+                               nn.GroupNorm(1, chans[0]), nn.ReLU()]
+    for c_in, c_out in zip(chans, chans[1:]):
+        layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.GroupNorm(1, c_out), nn.ReLU(), nn.MaxPool2d(2)]
+    layers.append(nn.Conv2d(chans[-1], width, 3, padding=1))
+    return nn.Sequential(*layers)
+
+
+def conv_stem(in_chans: int, patch: int, width: int) -> nn.Sequential:
+    """log2(patch) × [3×3 conv stride 2 → BatchNorm → GELU], widths doubling up to width/2, then 1×1 to width."""
+    n = _log2_patch(patch)
     layers: list[nn.Module] = []
     c_in = in_chans
     for i in range(n):
@@ -83,6 +125,9 @@ def conv_stem(in_chans: int, patch: int, width: int) -> nn.Sequential:
         c_in = c_out
     layers.append(nn.Conv2d(c_in, width, 1))
     return nn.Sequential(*layers)
+
+
+STEMS = {"patch": linear_patch_stem, "conv": conv_stem, "cnn": cnn_stem}
 
 
 class TextStem(nn.Module):

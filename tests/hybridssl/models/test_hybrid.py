@@ -127,3 +127,31 @@ def test_bad_tower_overrides_are_refused(overrides, match):
     cfg = load_config("tiny", overrides)
     with pytest.raises(ValueError, match=match):
         HybridModel(cfg.model, cfg.preprocess, vocab_size=40)
+
+
+def test_cnn_stem_never_sees_the_masked_patches():
+    """Overlapping receptive fields: the input's masked patches are zeroed before the stem, so
+    changing what is under the mask changes no visible token."""
+    cfg = load_config("tiny", ["model.image_stem=cnn", "model.pool=max"])
+    m = HybridModel(cfg.model, cfg.preprocess, vocab_size=40).eval()
+    s = cfg.preprocess.image.size
+    img = torch.randn(2, 3, s, s)
+    a = m.encode("image", img, mask_ratio=0.5, generator=torch.Generator().manual_seed(0))
+    stem = m.encoders["image"].stem
+    assert stem.overlapping and a.tokens.shape[1] == stem.num_tokens // 2
+    hidden = a.masking.mask.view(2, 1, *stem.grid).repeat_interleave(8, 2).repeat_interleave(8, 3)
+    changed = img + 5.0 * hidden * torch.randn_like(img)
+    b = m.encode("image", changed, mask_ratio=0.5, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a.tokens, b.tokens)
+    assert not torch.allclose(m.encode("image", img).pooled, m.encode("image", changed).pooled)
+    torch.testing.assert_close(a.pooled, a.tokens.amax(1))  # max pooling over the visible tokens
+
+
+def test_max_pooling_of_text_ignores_padding():
+    cfg = load_config("tiny", ["model.pool=max"])
+    m = HybridModel(cfg.model, cfg.preprocess, vocab_size=40).eval()
+    ids = torch.tensor([[5, 6, 7, 0, 0], [5, 6, 7, 9, 9]])
+    attn = torch.tensor([[True, True, True, False, False], [True, True, True, False, False]])
+    torch.testing.assert_close(m.forward_features("text", ids, attn)[0], m.forward_features("text", ids, attn)[1])
+    with pytest.raises(ValueError, match="pool"):
+        HybridModel(load_config("tiny", ["model.pool=median"]).model, cfg.preprocess, vocab_size=40)
