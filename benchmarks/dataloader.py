@@ -24,6 +24,7 @@ import json
 import platform
 import tempfile
 import time
+from edge_runtime.machine import machine_info
 from pathlib import Path
 
 import torch
@@ -121,7 +122,7 @@ def main() -> None:
         step, flops = step_rate(trainer, batches, args.steps)
     peak = peak_tflops(trainer.device, args.peak_tflops)
     achieved = flops * step / cfg.train.batch_size / 1e12
-    result = {"preset": args.preset, "batch_size": cfg.train.batch_size, "device": str(trainer.device),
+    result = {"machine": machine_info(), "preset": args.preset, "batch_size": cfg.train.batch_size, "device": str(trainer.device),
               "precision": str(trainer.amp_dtype or torch.float32), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "train_step_samples_per_s": round(step, 1),
               "step_tflop": round(flops / 1e12, 4), "achieved_tflops": round(achieved, 3),

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
+from edge_runtime.machine import machine_info
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +148,7 @@ def write(args: argparse.Namespace, argv: list[str] | None, report: dict[str, An
     result = {
         "command": "python benchmarks/distill.py " + " ".join(sys.argv[1:] if argv is None else argv),
         **extra, "targets": met, "rows": report["rows"], "report": report,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
+        "machine": {**machine_info(), "torch": torch.__version__,
                     "threads": args.threads, "latency_threads": args.latency_threads},
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)

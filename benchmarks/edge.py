@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
+from edge_runtime.machine import machine_info
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,7 @@ def bench(bundle: Path, run_dir: Path, threads: int, batches: list[int], rounds:
                          "speedup": p["torch"][0] / p["runtime"][0],
                          "overhead": max(0.0, 1 - p["model"][0] / p["runtime"][0]), "min_cosine_to_torch": cos})
     return {"bundle": str(bundle), "run": str(run_dir), "threads": threads, "rounds": rounds,
-            "machine": platform.processor() or platform.machine(), "rows": rows}
+            "machine": machine_info(), "rows": rows}
 
 
 def table(result: dict[str, Any]) -> Table:

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
+from edge_runtime.machine import machine_info
 from pathlib import Path
 from typing import Any
 
@@ -256,8 +256,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     args.out = args.out or (SENSITIVITY_OUT if args.sensitivity else OUT)
-    results: dict[str, Any] = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                                           "torch": torch.__version__}}
+    results: dict[str, Any] = {"machine": {**machine_info(), "torch": torch.__version__}}
     with tempfile.TemporaryDirectory(prefix="hssl-export-bench-") as tmp:
         root = Path(tmp)
         teacher = args.run or train_small(root, args.train_steps, max(args.threads, 2))

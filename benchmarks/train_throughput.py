@@ -15,6 +15,7 @@ import json
 import platform
 import statistics
 import time
+from edge_runtime.machine import machine_info
 from pathlib import Path
 
 import torch
@@ -93,7 +94,7 @@ def main() -> None:
                       f"{r['two_pass_samples_per_s']:.1f}", f"{r['speedup_one_vs_two_pass']:.2f}×")
     Console().print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"threads": torch.get_num_threads(), "torch": torch.__version__, "results": results}, indent=1))
+    args.out.write_text(json.dumps({"machine": machine_info(), "threads": torch.get_num_threads(), "torch": torch.__version__, "results": results}, indent=1))
     print(f"wrote {args.out}")
 
 
