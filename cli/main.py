@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             e.show()
             return e.exit_code
         raise
-    return code if isinstance(code, int) else 0
+    return 0 if code is None else code if isinstance(code, int) else 1  # SystemExit("message") → 1, as Python does
 
 
 if __name__ == "__main__":
