@@ -150,6 +150,7 @@ class Trainer:
                 text = TextMasking(tokenizer.mask_id, tokenizer.vocab_size, tokenizer.special_ids)
             task = HybridTask(cfg, model, text)
         self.task = task.to(self.device)
+        self.dtype = next(self.task.parameters()).dtype  # floating inputs are cast to it (see _to_device)
         self.ema = None
         if tc.ema_decay > 0:
             from timm.utils import ModelEmaV3
@@ -301,8 +302,7 @@ class Trainer:
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         """The batch on the training device; floating inputs in the model's dtype (float32, or float64
         for the algebraic equivalence tests)."""
-        dtype = next(self.task.parameters()).dtype
-        return {k: (v.to(self.device, dtype=dtype if v.is_floating_point() else None, non_blocking=True)
+        return {k: (v.to(self.device, dtype=self.dtype if v.is_floating_point() else None, non_blocking=True)
                     if torch.is_tensor(v) else v) for k, v in batch.items()}
 
     def _set_lr(self, step: int) -> float:
