@@ -10,17 +10,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SCRIPT = r"""
-import importlib, json, sys
-BLOCKED = {"torch", "torchaudio", "torchvision", "timm", "hybridssl", "distill", "export", "cli"}
+
+def blocker(*names: str) -> str:
+    """Source that makes the packages ``names`` unimportable (as if not installed) in a fresh interpreter."""
+    return f"""
+import sys
+BLOCKED = {set(names)!r}
 
 class Blocker:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in BLOCKED:
-            raise ImportError(f"{name} is blocked in this test")
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
         return None
 
 sys.meta_path.insert(0, Blocker())
+"""
+
+
+SCRIPT = blocker("torch", "torchaudio", "torchvision", "timm", "hybridssl", "distill", "export", "cli") + r"""
+import importlib, json
 try:
     import torch  # noqa: F401
     raise SystemExit("torch is still importable")
@@ -60,19 +68,8 @@ def test_runtime_works_without_torch(edge_bundle, media):
 
 # The `hssl` entry point on a runtime-only install: every package of the train / export extras is
 # made unimportable (hybridssl & co. stay: they are files of the same distribution, without torch).
-CLI_BLOCKER = r"""
-import sys
-BLOCKED = {"torch", "torchaudio", "torchvision", "timm", "safetensors", "yaml", "matplotlib", "onnx", "onnxscript",
-           "nncf", "openvino", "sklearn"}
-
-class Blocker:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-sys.meta_path.insert(0, Blocker())
-"""
+CLI_BLOCKER = blocker("torch", "torchaudio", "torchvision", "timm", "safetensors", "yaml", "matplotlib", "onnx",
+                      "onnxscript", "nncf", "openvino", "sklearn")
 
 CLI_SCRIPT = CLI_BLOCKER + r"""
 import json
