@@ -23,6 +23,8 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")] = False,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override any config key: section.key=value")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bar")] = False,
+    allow_outside_paths: Annotated[bool, typer.Option("--allow-outside-paths",
+                                                      help="let a manifest read files outside its folder")] = False,
 ) -> None:
     from hybridssl.config import load_config
     from hybridssl.run import train_run
@@ -36,9 +38,13 @@ def train(
         overrides.append(f"train.steps={steps}")
     if seed is not None:
         overrides.append(f"train.seed={seed}")
-    cfg = load_config(config, overrides)
+    if allow_outside_paths:
+        overrides.append("data.allow_outside_paths=true")
     if resume and out is None:
         raise typer.BadParameter("--resume needs --out RUN_DIR")
+    if resume and config is None and (out / "config.yaml").is_file():
+        config = str(out / "config.yaml")  # resume the run's own config; options given must agree with it
+    cfg = load_config(config, overrides)
     run_dir = out or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     console.print(f"[bold]hssl train[/] preset [cyan]{cfg.name}[/] data [cyan]{cfg.data.train}[/] → {run_dir}")
     bar: TrainProgress | None = None

@@ -7,6 +7,11 @@ Layout of ``RUN_DIR/checkpoints/step_000400/`` (and ``last`` → the newest, ``f
     optimizer.safetensors   optimizer tensors (moments), flattened; ``optimizer.json`` the rest
     state.json              step, RNG-free trainer counters, skip report, config, preprocessing spec
     tokenizer.json          the text tokenizer
+    checksums.json          ``{file name: sha256}`` of every file above, written last
+
+Loading verifies every listed file against ``checksums.json`` (a flipped byte in a tensor is a
+``ValueError`` "corrupt", never a silent resume); :func:`latest_valid_checkpoint` falls back to the
+newest checkpoint that verifies. Checkpoints written before checksums existed load unverified.
 
 Every file is written to a temporary name in the same folder and renamed (atomic on POSIX); the
 checkpoint folder itself is assembled under ``.tmp-…`` and renamed last, so a killed run leaves
@@ -15,9 +20,11 @@ either the previous checkpoint or the new one, never half of one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 CHECKPOINT_FILES = ("model.safetensors", "state.json")
+CHECKSUMS = "checksums.json"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -79,6 +87,8 @@ def save_checkpoint(folder: Path, *, model_state: dict[str, torch.Tensor], state
     if tokenizer_json is not None:
         (tmp / "tokenizer.json").write_text(tokenizer_json)
     (tmp / "state.json").write_text(json.dumps(state, indent=1, default=str))
+    sums = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+    (tmp / CHECKSUMS).write_text(json.dumps(sums, indent=1))
     old = folder.with_name(f".old-{folder.name}")
     if folder.exists():
         os.replace(folder, old)
@@ -88,13 +98,40 @@ def save_checkpoint(folder: Path, *, model_state: dict[str, torch.Tensor], state
     return folder
 
 
-def load_checkpoint(folder: Path, with_optimizer: bool = False) -> dict[str, Any]:
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_checkpoint(folder: Path) -> None:
+    """Raise ``ValueError`` unless every required file exists and every file in ``checksums.json``
+    has its recorded sha256 (a checkpoint without ``checksums.json`` predates them: not verified)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no checkpoint at {folder}")
     missing = [f for f in CHECKPOINT_FILES if not (folder / f).is_file()]
     if missing:
         raise ValueError(f"checkpoint {folder} is incomplete: missing {', '.join(missing)}")
+    if not (folder / CHECKSUMS).is_file():
+        return
+    try:
+        sums = json.loads((folder / CHECKSUMS).read_text())
+    except ValueError as e:
+        raise ValueError(f"checkpoint {folder} is corrupt: {CHECKSUMS}: {e}") from e
+    for name, digest in sorted(sums.items()):
+        path = folder / name
+        if not path.is_file():
+            raise ValueError(f"checkpoint {folder} is incomplete: missing {name}")
+        if file_sha256(path) != digest:
+            raise ValueError(f"checkpoint {folder} is corrupt: {name} does not match its sha256")
+
+
+def load_checkpoint(folder: Path, with_optimizer: bool = False) -> dict[str, Any]:
+    folder = Path(folder)
+    verify_checkpoint(folder)
     try:
         out: dict[str, Any] = {"model": load_file(str(folder / "model.safetensors"))}
         out["state"] = json.loads((folder / "state.json").read_text())
@@ -124,5 +161,19 @@ def read_state(folder: Path) -> dict[str, Any]:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint folder (``step_*``; half-written ``.tmp-*`` folders never count)."""
     ckpts = sorted((Path(run_dir) / "checkpoints").glob("step_*"))
     return ckpts[-1] if ckpts else None
+
+
+def latest_valid_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint that passes :func:`verify_checkpoint`; each newer one that fails is
+    named in a warning (the run resumes from the one before it, losing only the steps in between)."""
+    for folder in sorted((Path(run_dir) / "checkpoints").glob("step_*"), reverse=True):
+        try:
+            verify_checkpoint(folder)
+        except ValueError as e:
+            warnings.warn(f"{e}; falling back to the checkpoint before it", stacklevel=2)
+            continue
+        return folder
+    return None

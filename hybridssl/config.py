@@ -7,6 +7,7 @@ objects (or plain arguments), never the CLI's arguments.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,7 @@ from hybridssl.preprocessing import PreprocessSpec
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 MODALITY_NAMES = ("image", "text", "audio")
+MAX_CONFIG_BYTES = 1 << 20            # a config file is a page of YAML, never megabytes
 
 
 @dataclass
@@ -32,6 +34,11 @@ class DataConfig:
     image_size: int = 64              # built-in dataset render size (before preprocessing)
     streaming: bool = False           # shards: specs only: read the tars sequentially (per-rank/worker split, shuffle buffer)
     shuffle_buffer: int = 1000        # streaming: samples held in the seeded shuffle buffer
+    allow_outside_paths: bool = False # manifest: read files outside the manifest's folder (else skipped)
+
+    def open_kwargs(self, spec: str) -> dict[str, Any]:
+        """Constructor options of the dataset ``spec`` that come from this config."""
+        return {"allow_outside_paths": True} if self.allow_outside_paths and spec.startswith("manifest:") else {}
 
 
 @dataclass
@@ -94,6 +101,12 @@ class LossConfig:
     kl_beta: float = 1.0              # VAE
     kl_warmup_steps: int = 200
 
+    def __post_init__(self) -> None:
+        for key in ("temperature", "min_temperature", "ntxent_temperature"):
+            v = float(getattr(self, key))
+            if not math.isfinite(v) or v <= 0:
+                raise ValueError(f"loss.{key} must be a finite number > 0, got {v}")
+
 
 @dataclass
 class WeightingConfig:
@@ -122,6 +135,20 @@ class TrainConfig:
     max_bad_steps: int = 20           # abort after this many skipped non-finite steps
     eval_size: int = 1000             # held-out items embedded for the end-of-run report
     distributed: str = "ddp"          # torchrun with > 1 process: "ddp" (replicated) | "fsdp" (sharded, large models)
+
+    def __post_init__(self) -> None:
+        """Refuse values no run can train with, before any data is read (ValueError naming the key)."""
+        at_least = {"steps": 1, "batch_size": 1, "accum_steps": 1, "log_every": 1, "ckpt_every": 0,
+                    "eval_size": 1, "warmup_steps": 0, "max_bad_steps": 0, "threads": 0}
+        for key, low in at_least.items():
+            if int(getattr(self, key)) < low:
+                raise ValueError(f"train.{key} must be >= {low}, got {getattr(self, key)}")
+        for key in ("lr", "weight_decay", "grad_clip", "min_lr_ratio", "ema_decay"):
+            v = float(getattr(self, key))
+            if not math.isfinite(v) or v < 0 or (key == "lr" and v == 0):
+                raise ValueError(f"train.{key} must be a finite number {'> 0' if key == 'lr' else '>= 0'}, got {v}")
+        if not all(0 <= float(b) < 1 for b in self.betas):
+            raise ValueError(f"train.betas must lie in [0, 1), got {self.betas}")
 
 
 @dataclass
@@ -221,7 +248,10 @@ def parse_override(item: str) -> dict[str, Any]:
     if "=" not in item:
         raise ValueError(f"override {item!r} must look like section.key=value")
     key, raw = item.split("=", 1)
-    value = yaml.safe_load(raw) if raw else ""
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        raise ValueError(f"override {item!r}: the value is not a YAML scalar") from None
     out: dict[str, Any] = {}
     node = out
     parts = key.strip().split(".")
@@ -239,10 +269,38 @@ def preset_path(name: str) -> Path:
     return path
 
 
-def load_config(config: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """A config file's mapping, read with ``yaml.safe_load`` after three checks that turn hostile or
+    broken files into one-line ``ValueError``s: at most :data:`MAX_CONFIG_BYTES`, no aliases (an
+    alias bomb expands to gigabytes once the nested references are copied; configs never need them),
+    and valid YAML without python tags (``!!python/object`` is refused by the safe loader)."""
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ValueError(f"{path}: {size} bytes is too large for a config file (at most {MAX_CONFIG_BYTES})")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise ValueError(f"{path}: YAML aliases (*name) are not allowed in config files")
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValueError(f"{path}: not a valid config file{line}: {problem}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: a config file must hold a mapping")
+    return loaded
+
+
+def load_config(config: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                _chain: tuple[Path, ...] = ()) -> RunConfig:
     """Load a preset name (``small``) or a YAML file, then apply dotted overrides in order.
 
-    A YAML file may say ``base: small`` to start from a preset.
+    A YAML file may say ``base: small`` (a preset) or ``base: other.yaml`` (relative to the file) to
+    start from another config; a ``base`` chain that comes back to a file already in it is refused.
     """
     d: dict[str, Any] = {}
     if config is None:
@@ -250,14 +308,17 @@ def load_config(config: str | Path | None = None, overrides: list[str] | tuple[s
     path = Path(config)
     if not path.suffix:
         path = preset_path(str(config))
+    elif _chain and not path.is_absolute() and (_chain[-1].parent / path).exists():
+        path = _chain[-1].parent / path
     if not path.exists():
         raise FileNotFoundError(f"config file not found: {path}")
-    loaded = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(loaded, dict):
-        raise ValueError(f"{path}: a config file must hold a mapping")
+    if path.resolve() in _chain:
+        cycle = " -> ".join(str(p) for p in (*_chain, path.resolve()))
+        raise ValueError(f"config 'base' chain is circular: {cycle}")
+    loaded = read_yaml_mapping(path)
     base = loaded.pop("base", None)
     if base:
-        d = load_config(base).to_dict()
+        d = load_config(str(base), (), (*_chain, path.resolve())).to_dict()
     d = deep_update(d, loaded)
     for item in overrides:
         d = deep_update(d, parse_override(item))

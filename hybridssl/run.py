@@ -24,10 +24,12 @@ import numpy as np
 import torch
 
 from hybridssl import dist
-from hybridssl.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, read_state
+from hybridssl.checkpoint import (atomic_write_text, latest_checkpoint, latest_valid_checkpoint, load_checkpoint,
+                                 read_state)
 from hybridssl.config import RunConfig, load_config, save_config
 from hybridssl.data.base import MultimodalDataset
-from hybridssl.data.batching import SafeDataset
+from hybridssl.data.batching import SafeDataset, Skipped
+from hybridssl.data.sample import SkipReport
 from hybridssl.data.splits import build_datasets
 from hybridssl.evaluation.embed import extract_embeddings
 from hybridssl.evaluation.heldout import heldout_report
@@ -112,26 +114,32 @@ def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, on_step: Callable[[S
                on_start: Callable[[Trainer], None] | None) -> dict[str, Any]:
     dist.init_from_env()  # under torchrun: the process group; rank 0 alone writes the run folder
     main = dist.is_main()
-    ckpt = latest_checkpoint(run_dir) if resume else None
+    ckpt = latest_valid_checkpoint(run_dir) if resume else None
     schedule: dict[str, int] | None = None
     if resume:
         if ckpt is None:
-            raise FileNotFoundError(f"--resume: {run_dir} has no checkpoint to resume from")
+            raise FileNotFoundError(no_checkpoint_message(run_dir))
         state = read_state(ckpt)  # the weights load once, in trainer.load
         saved = RunConfig.from_dict(state["config"])
+        check_resume_config(saved, cfg)
         schedule = resumed_schedule(int(state["step"]), saved.train.steps, cfg.train.steps, ckpt)
-        saved.train.steps = cfg.train.steps  # the only thing a resume may change: how far to go
+        for key in RESUME_MAY_CHANGE:  # how far to go and how to execute; never what is learned
+            setattr(saved.train if key.startswith("train.") else saved.data, key.split(".")[1],
+                    getattr(cfg.train if key.startswith("train.") else cfg.data, key.split(".")[1]))
         cfg = saved
         train_set, val_set = build_datasets(cfg.data, cfg.train.seed, None)
         tok_path = run_dir / "tokenizer.json"
         tokenizer = TextTokenizer.from_file(tok_path, cfg.preprocess.text.max_length) if tok_path.exists() else None
     else:
-        if (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
+        if latest_checkpoint(run_dir) is not None:
             raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
         run_dir.mkdir(parents=True, exist_ok=True)
+        if main:
+            clear_unfinished(run_dir)
         cfg, train_set, val_set, tokenizer = prepare(cfg, run_dir if main else None)
         if tokenizer is not None and main:
             tokenizer.save(run_dir / "tokenizer.json")
+    check_trainable(train_set, cfg)
     if main:
         save_config(cfg, run_dir / "config.yaml")
     torch.manual_seed(cfg.train.seed)  # the initial weights are a function of the seed alone
@@ -165,6 +173,83 @@ def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, on_step: Callable[[S
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
     atomic_write_text(run_dir / "report.md", render_report(cfg, metrics))
     return metrics
+
+
+#: What ``--resume`` may change: how far the run goes and how it executes, never what it learns from.
+RESUME_MAY_CHANGE = ("train.steps", "train.threads", "train.device", "train.log_every", "train.eval_size",
+                     "data.num_workers")
+#: Data-fitted values a new run writes into its config (not chosen by the user).
+FITTED_KEYS = ("preprocess.audio.norm_mean", "preprocess.audio.norm_std")
+
+
+def flat_config(cfg: RunConfig) -> dict[str, Any]:
+    """``{"section.key": value}`` of a config, nested mappings flattened with dots."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}{k}.", v)
+        else:
+            out[prefix[:-1]] = node
+    walk("", cfg.to_dict())
+    return out
+
+
+def check_resume_config(saved: RunConfig, requested: RunConfig) -> None:
+    """Refuse a resume whose requested config differs from the run's outside :data:`RESUME_MAY_CHANGE`
+    (a resumed run continues *that* run; silently ignoring a changed ``--set`` would mislead)."""
+    a, b = flat_config(saved), flat_config(requested)
+    ignored = set(RESUME_MAY_CHANGE) | set(FITTED_KEYS) | {"name"}
+    diff = [k for k in sorted(set(a) | set(b)) if k not in ignored and a.get(k) != b.get(k)]
+    if diff:
+        shown = "; ".join(f"{k}: run {a.get(k)!r}, given {b.get(k)!r}" for k in diff[:6])
+        more = f" (and {len(diff) - 6} more)" if len(diff) > 6 else ""
+        raise ValueError(f"--resume continues the run as it was configured, but {shown}{more}; resume without "
+                         f"changing them (only {', '.join(RESUME_MAY_CHANGE)} may change) or start a new run "
+                         f"in another --out")
+
+
+def no_checkpoint_message(run_dir: Path) -> str:
+    if (run_dir / "config.yaml").is_file():
+        return (f"--resume: {run_dir} has no complete checkpoint (the run stopped before writing its first one); "
+                f"run the same command without --resume to start it over")
+    return f"--resume: {run_dir} has no checkpoint to resume from"
+
+
+def clear_unfinished(run_dir: Path) -> None:
+    """Before a new run in ``run_dir``: drop what a run killed before its first checkpoint left
+    (half-written ``checkpoints/.tmp-*`` folders and its step log)."""
+    import shutil
+
+    for tmp in (run_dir / "checkpoints").glob(".tmp-*") if (run_dir / "checkpoints").is_dir() else ():
+        shutil.rmtree(tmp, ignore_errors=True)
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+
+
+def check_trainable(train_set: MultimodalDataset, cfg: RunConfig) -> None:
+    """Refuse, before the first step, training data that yields nothing: an empty index, or (for
+    indexed data) a first batch of draws that are all unreadable."""
+    if len(train_set) == 0:
+        raise ValueError(f"{cfg.data.train}: no usable training item ({describe_skips(train_set.load_report)})")
+    if cfg.data.streaming:
+        return
+    safe = SafeDataset(train_set)
+    probe = min(len(train_set), max(cfg.train.batch_size, 8))
+    rng = np.random.default_rng(cfg.train.seed)
+    tried = [safe[int(i)] for i in rng.choice(len(train_set), probe, replace=False)]
+    if all(isinstance(s, Skipped) for s in tried):
+        report = SkipReport()
+        for s in tried:
+            report.skip(s.uid, s.reason, s.detail)
+        raise ValueError(f"{cfg.data.train}: none of {probe} training items tried could be read "
+                         f"({describe_skips(report)}, e.g. {next(iter(report.examples.values()))[0]}); check the files")
+
+
+def describe_skips(report) -> str:
+    if not report.skipped:
+        return "the index is empty"
+    return ", ".join(f"{n} {reason}" for reason, n in report.skipped.most_common())
 
 
 def resumed_schedule(done: int, planned: int, steps: int, ckpt: Path) -> dict[str, int] | None:

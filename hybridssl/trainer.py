@@ -189,7 +189,7 @@ class Trainer:
             "step": self.state.step,
             "bad_steps": self.state.bad_steps,
             "samples_seen": self.state.samples_seen,
-            "report": self.state.report.to_dict(),
+            "report": self.state.report.state_dict(),
             "config": self.cfg.to_dict(),
             "modalities": list(self.task.model.modalities),
             "vocab_size": self.tokenizer.vocab_size if self.tokenizer else 0,
@@ -261,9 +261,7 @@ class Trainer:
         self.state.step = int(st["step"])
         self.state.bad_steps = int(st.get("bad_steps", 0))
         self.state.samples_seen = int(st.get("samples_seen", 0))
-        rep = st.get("report", {})
-        self.state.report.skipped.update(rep.get("skipped", {}))
-        self.state.report.repaired.update(rep.get("repaired", {}))
+        self.state.report = SkipReport.from_state(st.get("report", {}))
         if dist.is_main():
             trim_metrics(self.run_dir / "metrics.jsonl", self.state.step)
 

@@ -112,7 +112,7 @@ class MultimodalDataset(Dataset):
         try:
             return self[i]
         except BadItem as e:
-            report.skip(e.uid, e.reason, e.detail)
+            report.skip_drawn(e.uid, e.reason, e.detail)
             return None
 
     def __repr__(self) -> str:

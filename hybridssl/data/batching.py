@@ -163,6 +163,6 @@ class StepBatchSampler(Sampler[list[int]]):
 
 def merge_batch_report(report: SkipReport, batch: dict[str, Any]) -> None:
     for uid, reason, detail in batch.get("skipped", []):
-        report.skip(uid, reason, detail)
+        report.skip_drawn(uid, reason, detail)
     for r in batch.get("repairs", []):
         report.repair(r)

@@ -9,7 +9,11 @@ Formats (chosen by extension):
 Fields of a row: ``image`` (path), ``caption`` (or ``text``), ``audio`` (path), ``label`` (class name or
 integer index), ``id`` (optional; default: the row's 1-based physical line number in the file, the CSV
 header being line 1). Any other field is kept in ``Sample.meta["extra"]``. Relative paths resolve
-against ``root`` (default: the manifest's folder). Labels follow :func:`hybridssl.data.base.resolve_labels`.
+against ``root`` (default: the manifest's folder). A path that leads outside ``root`` once resolved
+(``/etc/passwd``, ``../../secret``, a symlink out) is not opened: the row is skipped as
+``outside_root`` unless ``allow_outside_paths=True`` (``data.allow_outside_paths``, the CLI's
+``--allow-outside-paths``), so a manifest from elsewhere cannot make hssl read arbitrary files.
+Labels follow :func:`hybridssl.data.base.resolve_labels`.
 
 Index-time problems are counted in ``load_report`` and the row is left out — never an exception:
 ``malformed_row`` (invalid JSON, not an object, wrong field types, ragged CSV row, bytes that are not
@@ -29,6 +33,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,7 +191,13 @@ def _resolve(p: str, root: Path) -> Path:
     return path if path.is_absolute() else root / path
 
 
-def _parse_row(line: int, obj: dict[str, Any], root: Path, report: SkipReport) -> _Row | None:
+def is_inside(path: Path, root: Path) -> bool:
+    """Whether ``path``, symlinks and ``..`` resolved, lies inside ``root`` (resolved too)."""
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
+
+
+def _parse_row(line: int, obj: dict[str, Any], root: Path, report: SkipReport,
+               allow_outside_paths: bool = False) -> _Row | None:
     """A :class:`_Row`, or ``None`` after recording why the row is skipped."""
     uid = str(line)
     try:
@@ -204,6 +215,12 @@ def _parse_row(line: int, obj: dict[str, Any], root: Path, report: SkipReport) -
     if image is None and audio is None and caption is None:
         report.skip(uid, "no_modality", f"line {line}: no image, audio or non-empty caption")
         return None
+    if not allow_outside_paths:
+        for p in (image, audio):
+            if p is not None and not is_inside(_resolve(p, root), root):
+                report.skip(uid, "outside_root", f"line {line}: {p} is outside {root} (pass --allow-outside-paths "
+                            "to read it)")
+                return None
     if caption is None and raw_caption is not None:
         report.repair("empty_caption_dropped")
     extra = {k: v for k, v in obj.items() if k not in RESERVED}
@@ -231,6 +248,7 @@ class ManifestDataset(RecordDataset):
         label_names: list[str] | None = None,
         max_pixels: int = 64_000_000,
         max_seconds: float = 600.0,
+        allow_outside_paths: bool = False,
     ) -> None:
         super().__init__()
         self.path = Path(path)
@@ -256,7 +274,7 @@ class ManifestDataset(RecordDataset):
             if obj is None:
                 self.load_report.skip(str(line), "malformed_row", f"line {line}: {detail}")
                 continue
-            row = _parse_row(line, obj, self.root, self.load_report)
+            row = _parse_row(line, obj, self.root, self.load_report, allow_outside_paths)
             if row is not None:
                 rows.append(row)
 

@@ -59,28 +59,49 @@ class Sample:
 
 @dataclass
 class SkipReport:
-    """Counts of skipped items by reason, plus repairs that were applied (resampled, mono-mixed...)."""
+    """Counts of skipped items by reason, plus repairs that were applied (resampled, mono-mixed...).
+
+    ``skipped[reason]`` counts *items*. An item skipped while decoding is usually drawn again (every
+    epoch, every retry): :meth:`skip_drawn` counts it once in ``skipped`` and every time in ``draws``,
+    remembering the uids it has seen (``seen``, kept in checkpoints so a resumed run does not count
+    them again). :meth:`skip` is for problems found once per item (index parsing)."""
 
     skipped: Counter = field(default_factory=Counter)
     repaired: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    draws: Counter = field(default_factory=Counter)
+    seen: dict[str, set[str]] = field(default_factory=dict)
     max_examples: int = 5
 
     def skip(self, uid: str, reason: str, detail: str = "") -> None:
         self.skipped[reason] += 1
+        self.draws[reason] += 1
         ex = self.examples.setdefault(reason, [])
         if len(ex) < self.max_examples:
             ex.append(f"{uid}{': ' + detail if detail else ''}")
+
+    def skip_drawn(self, uid: str, reason: str, detail: str = "") -> None:
+        """A drawn item that could not be used: counted once per (reason, uid), every draw in ``draws``."""
+        seen = self.seen.setdefault(reason, set())
+        if uid in seen:
+            self.draws[reason] += 1
+            return
+        seen.add(uid)
+        self.skip(uid, reason, detail)
 
     def repair(self, what: str, n: int = 1) -> None:
         self.repaired[what] += n
 
     def merge(self, other: "SkipReport") -> None:
-        self.skipped.update(other.skipped)
+        for reason, n in other.skipped.items():
+            mine, theirs = self.seen.setdefault(reason, set()), other.seen.get(reason, set())
+            self.skipped[reason] += n - len(mine & theirs)  # an item both reports saw counts once
+            mine |= theirs
+        self.draws.update(other.draws)
         self.repaired.update(other.repaired)
         for reason, ex in other.examples.items():
-            mine = self.examples.setdefault(reason, [])
-            mine.extend(ex[: max(0, self.max_examples - len(mine))])
+            mine_ex = self.examples.setdefault(reason, [])
+            mine_ex.extend(ex[: max(0, self.max_examples - len(mine_ex))])
 
     @property
     def total_skipped(self) -> int:
@@ -92,4 +113,16 @@ class SkipReport:
             "repaired": dict(self.repaired),
             "examples": self.examples,
             "total_skipped": self.total_skipped,
+            "skipped_draws": dict(self.draws),
         }
+
+    def state_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` plus the uids seen, for a checkpoint."""
+        return {**self.to_dict(), "seen": {r: sorted(u) for r, u in self.seen.items()}}
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> "SkipReport":
+        return cls(skipped=Counter(d.get("skipped", {})), repaired=Counter(d.get("repaired", {})),
+                   examples={k: list(v) for k, v in d.get("examples", {}).items()},
+                   draws=Counter(d.get("skipped_draws", d.get("skipped", {}))),
+                   seen={r: set(u) for r, u in d.get("seen", {}).items()})

@@ -26,6 +26,7 @@ class IndexSubset(MultimodalDataset):
     def __init__(self, base: MultimodalDataset, indices: Sequence[int], name: str) -> None:
         super().__init__()
         self.base = base
+        self.load_report = base.load_report  # rows the base dropped while indexing belong to every view of it
         self.indices = [int(i) for i in indices]
         self.name = name
         self.modalities = base.modalities
@@ -69,9 +70,9 @@ def build_datasets(cfg: DataConfig, seed: int, run_dir: Path | None = None) -> t
         train = open_dataset(cfg.train, size=cfg.train_size, split="train", **common)
         val = open_dataset(cfg.val or cfg.train, size=cfg.val_size, split="val", **common)
         return train, val
-    full = open_dataset(cfg.train)
+    full = open_dataset(cfg.train, **cfg.open_kwargs(cfg.train))
     if cfg.val:
-        return full, open_dataset(cfg.val)
+        return full, open_dataset(cfg.val, **cfg.open_kwargs(cfg.val))
     n = len(full)
     if n < 2:
         raise ValueError(f"{cfg.train} has {n} usable item(s); at least 2 are needed to hold out a validation split")

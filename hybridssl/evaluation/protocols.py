@@ -7,8 +7,9 @@ Data. The low-label protocols need labelled items the model did not pretrain on:
   ``SyntheticScenes(split="test", size=test_size)``, with the run's seed and image size;
 * any other spec, or a dataset object: a seeded 80/20 pool/test partition
   (``np.random.default_rng(seed).permutation(n)``, the first ``round(0.2·n)`` positions are the test
-  set; seed = the run's ``train.seed``); with no ``data`` for a run trained on user data, the run's
-  held-out validation set (never trained on) is the one split, and positions index that set;
+  set; seed = the run's ``train.seed``); with no ``data`` (or the run's own training spec) for a run
+  trained on user data, the run's held-out validation set (never trained on) is the one split, and
+  positions index that set (``eval.json`` ``data.held_out_of_pretraining`` says which case applied);
 * a ``(pool, test)`` pair of datasets is used as given.
 
 Embeddings are extracted once per split (batched, inference mode) and reused by every protocol.
@@ -137,7 +138,13 @@ def partition(n: int, seed: int, test_fraction: float = TEST_FRACTION) -> tuple[
 
 
 def resolve_data(data: DataArg, cfg: RunConfig, pool_size: int, test_size: int, cap: bool = False) -> dict[str, Any]:
-    """{"pool", "test", "description", "partition": {"pool", "test", "seed"} | None} (module doc).
+    """{"pool", "test", "description", "partition": {"pool", "test", "seed"} | None, "held_out"} (module doc).
+
+    ``held_out``: True when no pool or test item was in the run's pretraining data (built-in val/test
+    splits, the run's held-out split, its ``data.val`` set), False when every one was (the run's
+    training spec with a separate ``data.val``: a *transductive* evaluation — labels unseen, images
+    not), None when unknown (other data). Asking for the run's own training spec without a separate
+    ``data.val`` gives the held-out split, never the items the run trained on.
 
     ``cap``: partitioned data keeps a seeded uniform subsample of at most ``pool_size`` / ``test_size``
     positions of its pool and test parts, for quick evaluations of big sets."""
@@ -145,7 +152,8 @@ def resolve_data(data: DataArg, cfg: RunConfig, pool_size: int, test_size: int, 
     if isinstance(data, tuple):
         if len(data) != 2:
             raise ValueError("data as a tuple must be (pool dataset, test dataset)")
-        return {"pool": data[0], "test": data[1], "description": f"{data[0].name} / {data[1].name}", "partition": None}
+        return {"pool": data[0], "test": data[1], "description": f"{data[0].name} / {data[1].name}", "partition": None,
+                "held_out": None}
     spec = cfg.data.train if data is None else data
     if isinstance(spec, str) and is_builtin(spec):
         args = parse_builtin_args(spec.partition(":")[2]) if ":" in spec else {}
@@ -154,12 +162,18 @@ def resolve_data(data: DataArg, cfg: RunConfig, pool_size: int, test_size: int, 
             pool = open_dataset(spec, split="val", **common, **({} if "size" in args else {"size": pool_size}))
             test = open_dataset(spec, split="test", **common, **({} if "size" in args else {"size": test_size}))
             return {"pool": pool, "test": test, "description": f"{spec} (pool: split=val, test: split=test)",
-                    "partition": None}
-    if data is None:
+                    "partition": None, "held_out": True}
+    same_as_training = isinstance(data, str) and data.strip() == cfg.data.train.strip()
+    held_out: bool | None = None
+    if data is None or (same_as_training and not cfg.data.val):
         full = build_datasets(cfg.data, seed, None)[1]                # the run's held-out set
-        what = f"held-out set of {cfg.data.train}"
+        what, held_out = f"held-out set of {cfg.data.train} (never pretrained on)", True
     elif isinstance(data, str):
-        full, what = open_dataset(data), data
+        full, what = open_dataset(data, **cfg.data.open_kwargs(data)), data
+        if same_as_training:
+            what, held_out = f"{data}, the run's pretraining data (transductive: labels unseen, items seen)", False
+        elif cfg.data.val and data.strip() == cfg.data.val.strip():
+            what, held_out = f"{data}, the run's validation set (never pretrained on)", True
     elif isinstance(data, MultimodalDataset):
         full, what = data, getattr(data, "name", type(data).__name__)
     else:
@@ -173,7 +187,7 @@ def resolve_data(data: DataArg, cfg: RunConfig, pool_size: int, test_size: int, 
     return {"pool": IndexSubset(full, pool_idx, f"{full.name}[pool]"),
             "test": IndexSubset(full, test_idx, f"{full.name}[test]"),
             "description": f"{what} (seeded {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} pool/test split)",
-            "partition": {"pool": pool_idx, "test": test_idx, "seed": [seed]}}
+            "partition": {"pool": pool_idx, "test": test_idx, "seed": [seed]}, "held_out": held_out}
 
 
 def extract_tagged(model, dataset, spec, tokenizer, num_workers: int = 0) -> tuple[Embeddings, np.ndarray]:
@@ -563,7 +577,8 @@ def _evaluate(run_dir: str | Path, data: DataArg, fractions: Sequence[float], se
         "run": str(run_dir),
         "step": int(run.state.get("step", 0)),
         "checkpoint": checkpoint or "latest",
-        "data": {"description": src["description"], "n_pool": len(pool_ds), "n_test": len(test_ds),
+        "data": {"description": src["description"], "held_out_of_pretraining": src["held_out"],
+                 "n_pool": len(pool_ds), "n_test": len(test_ds),
                  "label_names": label_names, "pool_embedded": len(pool_emb.keys), "test_embedded": len(test_emb.keys),
                  "skipped": {"pool": pool_emb.report.to_dict(), "test": test_emb.report.to_dict()}},
         "retrieval": retrieval,

@@ -81,3 +81,29 @@ def test_help_lists_every_dataset_spec(capsys, monkeypatch):
             assert "unknown dataset spec prefix" not in str(e), form
     with pytest.raises(ValueError, match="unknown dataset spec prefix"):
         open_dataset("nope:x")
+
+
+@pytest.mark.slow
+def test_resume_takes_the_runs_own_config_and_refuses_changes(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--set", "model.width=32", "--steps", "2", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--steps", "3", "--no-progress"]) == 0  # no --config
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 3
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--steps", "4", "--set", "train.lr=0.01", "--no-progress"]) == 2
+    assert "train.lr: run 0.001, given 0.01" in " ".join(capsys.readouterr().out.split())
+
+
+def test_hostile_config_files_exit_2_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: !!python/object/apply:os.system ['echo pwned']\n")
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "r")]) == 2
+    out = capsys.readouterr().out
+    assert "not a valid config file" in out and "pwned" not in out.split("bad.yaml")[0]
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("base: loop.yaml\n")
+    assert main(["train", "--config", str(loop), "--out", str(tmp_path / "r")]) == 2
+    assert "circular" in capsys.readouterr().out
+    assert main(["train", *TINY, "--set", "train.batch_size=0", "--out", str(tmp_path / "r")]) == 2
+    assert "train.batch_size must be >= 1" in capsys.readouterr().out

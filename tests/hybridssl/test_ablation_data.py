@@ -21,10 +21,10 @@ def _manifest(tmp_path, with_caption: bool):
 
 def test_single_modality_data_gets_ntxent(tmp_path):
     spec = _manifest(tmp_path, with_caption=False)
-    assert dataset_overrides(spec) == [f"data.train={spec}", "loss.ntxent_weight=1"]
+    assert dataset_overrides(spec) == [f"data.train={spec}", "data.val_fraction=0.5", "loss.ntxent_weight=1"]
 
 
 def test_paired_data_keeps_cross_modal_contrast(tmp_path):
     spec = _manifest(tmp_path, with_caption=True)
-    assert dataset_overrides(spec) == [f"data.train={spec}"]
+    assert dataset_overrides(spec) == [f"data.train={spec}", "data.val_fraction=0.5"]  # half held out of pretraining
     assert dataset_overrides("builtin:noise=0.1") == ["data.train=builtin:noise=0.1"]

@@ -54,3 +54,32 @@ def test_pickle_is_never_used(tmp_path):
                              optimizer_state=_optimizer_state())
     for f in folder.iterdir():
         assert f.suffix in (".safetensors", ".json")
+
+
+def _flip_one_byte(path, offset_from_end=5):
+    data = bytearray(path.read_bytes())
+    data[-offset_from_end] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_in_a_tensor_is_detected(tmp_path):
+    folder = save_checkpoint(tmp_path / "checkpoints" / "step_000001", model_state={"w": torch.randn(64)},
+                             state={"step": 1}, optimizer_state=_optimizer_state())
+    _flip_one_byte(folder / "model.safetensors")  # still a valid safetensors file, one weight changed
+    with pytest.raises(ValueError, match="model.safetensors does not match its sha256"):
+        load_checkpoint(folder)
+
+
+def test_resume_falls_back_to_the_newest_checkpoint_that_verifies(tmp_path):
+    from hybridssl.checkpoint import latest_valid_checkpoint
+
+    root = tmp_path / "checkpoints"
+    first = save_checkpoint(root / "step_000001", model_state={"w": torch.zeros(8)}, state={"step": 1})
+    second = save_checkpoint(root / "step_000002", model_state={"w": torch.ones(8)}, state={"step": 2})
+    assert latest_valid_checkpoint(tmp_path) == second
+    _flip_one_byte(second / "state.json", 3)
+    with pytest.warns(UserWarning, match="step_000002 is corrupt"):
+        assert latest_valid_checkpoint(tmp_path) == first
+    (first / "checksums.json").unlink()  # a checkpoint from before checksums: loaded unverified
+    with pytest.warns(UserWarning):
+        assert latest_valid_checkpoint(tmp_path) == first

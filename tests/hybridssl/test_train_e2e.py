@@ -130,3 +130,58 @@ def test_resume_after_a_kill_does_not_repeat_logged_steps(tmp_path):
     metrics = train_run(cfg, run, resume=True)
     assert [x["step"] for x in _lines(run)] == [1, 2, 3, 4]
     assert "schedule_change" not in metrics
+
+
+# ----------------------------------------------------------------------------- faults around a run
+def test_a_kill_during_the_first_checkpoint_write_is_not_a_dead_end(tmp_path):
+    """What a kill -9 inside save_checkpoint leaves before the first checkpoint exists: config, log
+    lines and a half-written ``.tmp-`` folder. --resume says what to do; a plain rerun starts over."""
+    run = tmp_path / "run"
+    cfg = load_config("tiny", TINY + ["train.steps=2", "train.threads=1"])
+    (run / "checkpoints" / ".tmp-step_000002").mkdir(parents=True)
+    (run / "checkpoints" / ".tmp-step_000002" / "model.safetensors").write_bytes(b"\x00" * 10)
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 5.0}\n{"step": 2, "lo')
+    from hybridssl.config import save_config
+
+    save_config(cfg, run / "config.yaml")
+    with pytest.raises(FileNotFoundError, match="without --resume to start it over"):
+        train_run(cfg, run, resume=True)
+    train_run(cfg, run)
+    assert [x["step"] for x in _lines(run)] == [1, 2]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_000002"]
+
+
+def test_resume_refuses_a_changed_config_but_may_go_further(tmp_path):
+    run = tmp_path / "run"
+    train_run(load_config("tiny", TINY + ["train.steps=2", "train.threads=1"]), run)
+    with pytest.raises(ValueError, match=r"model\.width: run 32, given 48"):
+        train_run(load_config("tiny", TINY + ["train.steps=3", "model.width=48"]), run, resume=True)
+    with pytest.raises(ValueError, match=r"data\.train: run 'builtin', given 'builtin:size=10'"):
+        train_run(load_config("tiny", TINY + ["train.steps=3", "data.train=builtin:size=10"]), run, resume=True)
+    metrics = train_run(load_config("tiny", TINY + ["train.steps=3", "train.threads=2"]), run, resume=True)
+    assert metrics["steps"] == 3
+
+
+def _unreadable_manifest(folder):
+    folder.mkdir()
+    rows = []
+    for k in range(6):
+        (folder / f"{k}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)  # a PNG signature, no image
+        rows.append(json.dumps({"image": f"{k}.png", "caption": f"a picture {k}"}))
+    (folder / "m.jsonl").write_text("\n".join(rows) + "\n")
+    return folder / "m.jsonl"
+
+
+def test_a_run_on_nothing_but_unreadable_files_stops_before_training(tmp_path):
+    manifest = _unreadable_manifest(tmp_path / "data")
+    cfg = load_config("tiny", TINY + ["train.steps=4", f"data.train=manifest:{manifest}"])
+    with pytest.raises(ValueError, match="none of 5 training items tried could be read"):
+        train_run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_manifest_whose_every_row_is_dropped_stops_before_training(tmp_path):
+    (tmp_path / "m.jsonl").write_text('{"caption": 3}\nnot json\n{"image": "/etc/passwd"}\n')
+    cfg = load_config("tiny", TINY + ["train.steps=4", f"data.train=manifest:{tmp_path / 'm.jsonl'}"])
+    with pytest.raises(ValueError, match="usable item|at least 2"):
+        train_run(cfg, tmp_path / "run")

@@ -245,3 +245,31 @@ def test_extracted_embedding_is_the_normalised_head_of_the_features(run_dir):
         feats = torch.from_numpy(emb.features[m])
         assert feats.shape == (8, run.model.feature_dim(m))
         np.testing.assert_allclose(run.model.forward_head(m, feats).detach().numpy(), emb.by_modality[m], atol=1e-5)
+
+
+def test_evaluating_on_the_runs_own_user_data_never_uses_pretraining_items(tmp_path):
+    """The labelled pool and the test set of user data come from the run's held-out split only."""
+    import json as _json
+
+    from PIL import Image
+
+    from hybridssl.config import load_config
+    from hybridssl.data.splits import build_datasets
+    from hybridssl.evaluation.protocols import resolve_data
+
+    rows = []
+    for k in range(60):
+        Image.fromarray(np.full((6, 6, 3), k, np.uint8)).save(tmp_path / f"{k}.png")
+        rows.append(_json.dumps({"image": f"{k}.png", "caption": f"thing {k}", "label": ["a", "b"][k % 2]}))
+    (tmp_path / "m.jsonl").write_text("\n".join(rows) + "\n")
+    spec = f"manifest:{tmp_path / 'm.jsonl'}"
+    cfg = load_config("tiny", [f"data.train={spec}", "data.val_fraction=0.5"])
+    train, _ = build_datasets(cfg.data, cfg.train.seed)
+    trained = {train.caption_at(i) for i in range(len(train))}
+    for data in (None, spec):
+        src = resolve_data(data, cfg, 100, 100)
+        seen = [src[part].caption_at(i) for part in ("pool", "test") for i in range(len(src[part]))]
+        assert len(seen) == 30 and not set(seen) & trained and src["held_out"] is True
+    cfg_val = load_config("tiny", [f"data.train={spec}", f"data.val={spec}"])  # an explicit val: same spec twice
+    assert resolve_data(spec, cfg_val, 100, 100)["held_out"] is False  # transductive, and said so
+    assert resolve_data(None, load_config("tiny"), 10, 10)["held_out"] is True
