@@ -8,8 +8,9 @@ logits). Back ends:
   inter-op thread, sequential execution, ``ORT_ENABLE_ALL`` graph optimisation, CPU provider
   unless ``providers`` are given.
 - ``openvino``: OpenVINO IR (``.xml`` + ``.bin``) or ``.onnx``; CPU device, ``LATENCY`` performance
-  hint, one stream, ``INFERENCE_NUM_THREADS = threads``; fp32 models keep an ``f32`` inference
-  precision hint (no silent bf16 on AMX CPUs).
+  hint, one stream, ``INFERENCE_NUM_THREADS = threads`` and the tower's ``inference_precision``
+  from the manifest (default ``f32``) as ``INFERENCE_PRECISION_HINT`` — never the plugin's own
+  default, which is bf16 on AMX CPUs (see :mod:`edge_runtime.openvino_core`).
 - ``tensorrt``: serialized engines (``.plan``), NVIDIA GPUs only; needs ``tensorrt`` and
   ``cuda-python`` (device buffers and a stream through ``cuda.bindings.runtime``).
 
@@ -84,7 +85,7 @@ def choose_backend(model: Path, requested: str = "auto", hint: str | None = None
     raise BackendError(INSTALL[readers[0]])
 
 
-def open_backend(name: str, model: Path, threads: int | None = None, precision: str = "fp32",
+def open_backend(name: str, model: Path, threads: int | None = None, inference_precision: str | None = None,
                  weights: Path | None = None, providers: list[str] | None = None) -> Backend:
     """Create back end ``name`` for one model file."""
     if not is_installed(name):
@@ -92,7 +93,7 @@ def open_backend(name: str, model: Path, threads: int | None = None, precision: 
     if name == "onnxruntime":
         return OnnxRuntimeBackend(model, threads, providers)
     if name == "openvino":
-        return OpenVINOBackend(model, threads, precision, weights)
+        return OpenVINOBackend(model, threads, inference_precision, weights)
     if name == "tensorrt":
         return TensorRTBackend(model)
     raise BackendError(f"unknown back end {name!r}")
@@ -127,14 +128,11 @@ class OnnxRuntimeBackend:
 class OpenVINOBackend:
     name = "openvino"
 
-    def __init__(self, model: Path, threads: int | None = None, precision: str = "fp32", weights: Path | None = None) -> None:
-        from edge_runtime.openvino_core import core
+    def __init__(self, model: Path, threads: int | None = None, inference_precision: str | None = None,
+                 weights: Path | None = None) -> None:
+        from edge_runtime.openvino_core import DEFAULT_INFERENCE_PRECISION, compile_config, core
 
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
-        if precision == "fp32":
-            config["INFERENCE_PRECISION_HINT"] = "f32"
+        config = compile_config(threads, inference_precision or DEFAULT_INFERENCE_PRECISION)
         try:
             shared = core()  # one Core per process, never freed: see edge_runtime.openvino_core
             graph = shared.read_model(str(model), str(weights)) if weights else shared.read_model(str(model))

@@ -8,7 +8,12 @@ A bundle is a folder with ``manifest.json`` and the files it lists in ``files`` 
   outputs, files, tokenizer, labels, head, variants);
 - a file that is referenced (model/weights files, tokenizer) but not listed in ``files``;
 - a listed file that is missing, not a regular file, outside the bundle folder, or whose sha256
-  (read in 1 MiB chunks) differs from the manifest.
+  (read in 1 MiB chunks) differs from the manifest;
+- an ONNX graph that reads external data from a file the manifest does not list (the back ends
+  would open it unverified; :mod:`edge_runtime.onnx_refs`);
+- values beyond the bounds of :data:`LIMITS` (a ``max_length`` of 10⁹, a 10⁶-pixel input side, a
+  manifest nested 100 000 deep), which would otherwise abort the process in the tokenizer or exhaust
+  memory during warm-up; input dtypes other than :data:`INPUT_DTYPES` of the modality.
 
 Files present in the folder but not listed are ignored (they are never read).
 """
@@ -23,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from edge_runtime.openvino_core import INFERENCE_PRECISIONS
+
 FORMAT = "hssl-bundle"
 SUPPORTED_VERSIONS = (1,)
 MODALITIES = ("image", "text", "audio")
@@ -30,6 +37,12 @@ PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("onnxruntime", "openvino", "tensorrt")
 DTYPES = ("float32", "float16", "int64", "int32")
 CHUNK = 1 << 20
+MAX_MANIFEST_BYTES = 4 << 20
+#: Bounds a manifest must respect (docs/bundle.md, "Bounds").
+LIMITS = {"max_length": 4096, "image_size": 1024, "image_resize": 4096, "clip_seconds": 60.0, "n_mels": 512,
+          "dim": 65536, "elements": 1 << 28, "depth": 32}
+#: The dtype of every input of each modality's graph.
+INPUT_DTYPES = {"image": ("float32",), "audio": ("float32",), "text": ("int64",)}
 
 
 class BundleError(ValueError):
@@ -46,6 +59,7 @@ class TowerFiles:
     backend: str | None          # the back end the exporter targeted (a hint for backend="auto")
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
+    inference_precision: str | None = None  # OpenVINO's INFERENCE_PRECISION_HINT (None: f32)
 
     @property
     def model(self) -> Path:
@@ -86,7 +100,8 @@ class Bundle:
             entry = {**entry, **variants[precision], "precision": precision}
         return TowerFiles(modality, entry.get("precision", default),
                           {k: self.root / v for k, v in entry["files"].items()},
-                          entry.get("backend"), list(entry["inputs"]), list(entry["outputs"]))
+                          entry.get("backend"), list(entry["inputs"]), list(entry["outputs"]),
+                          entry.get("inference_precision"))
 
     @property
     def tokenizer_path(self) -> Path | None:
@@ -116,15 +131,41 @@ def read_bundle(bundle_dir: str | Path, verify: bool = True) -> Bundle:
         raise BundleError(f"{root} is not a bundle folder (no such directory)")
     if not path.is_file():
         raise BundleError(f"{root} is not a bundle: manifest.json is missing")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{path}: {path.stat().st_size} bytes is too large for a manifest (at most {MAX_MANIFEST_BYTES})")
     raw = path.read_bytes()
+    _check_depth(raw, path)
     try:
         manifest = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as e:
-        raise BundleError(f"{path}: not valid JSON ({e})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as e:
+        raise BundleError(f"{path}: not valid JSON ({str(e)[:200]})") from None
     check_manifest(manifest, path)
     if verify:
         verify_files(root, manifest)
+        check_external_data(root, manifest)
     return Bundle(root, manifest, hashlib.sha256(raw).hexdigest())
+
+
+def _check_depth(raw: bytes, path: Path) -> None:
+    """Refuse JSON nested deeper than ``LIMITS["depth"]`` before parsing it (no RecursionError).
+    Brackets inside strings are skipped; escaped quotes do not end a string."""
+    depth, in_string, escaped = 0, False, False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:      # backslash
+                escaped = True
+            elif byte == 0x22:      # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > LIMITS["depth"]:
+                raise BundleError(f"{path}: nested deeper than {LIMITS['depth']} levels")
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
 
 
 def _refuse_constant(name: str) -> Any:
@@ -193,6 +234,8 @@ def _check_tower(entry: Any, where: str, m: dict[str, Any], path: Path, full: bo
         _need(name in m["files"], path, f"{where}.files.{key} refers to {name!r}, which the manifest's files does not list")
     _need(entry.get("backend") is None or entry["backend"] in BACKENDS, path, f"{where}.backend must be one of {BACKENDS}")
     _need(entry.get("precision") is None or entry["precision"] in PRECISIONS, path, f"{where}.precision: unknown precision")
+    _need(entry.get("inference_precision") is None or entry["inference_precision"] in INFERENCE_PRECISIONS, path,
+          f"{where}.inference_precision must be one of {INFERENCE_PRECISIONS}")
     if not full:
         return
     for key in ("inputs", "outputs"):
@@ -203,6 +246,15 @@ def _check_tower(entry: Any, where: str, m: dict[str, Any], path: Path, full: bo
                   and isinstance(spec.get("shape"), list) and len(spec["shape"]) > 0
                   and all(isinstance(d, str) or (_is_int(d) and d > 0) for d in spec["shape"]),
                   path, f"{where}.{key}: each entry needs a name, a shape (ints or 'batch') and a dtype in {DTYPES}")
+            fixed = [d for d in spec["shape"] if _is_int(d)]
+            _need(all(d <= LIMITS["dim"] for d in fixed) and math.prod(fixed) <= LIMITS["elements"], path,
+                  f"{where}.{key}.{spec['name']}: shape {spec['shape']} is beyond the bounds (each dimension "
+                  f"<= {LIMITS['dim']}, at most {LIMITS['elements']} elements per item)")
+    modality = where.split(".")[-1]
+    for spec in entry["inputs"]:
+        _need(spec["dtype"] in INPUT_DTYPES.get(modality, DTYPES), path,
+              f"{where}.inputs.{spec['name']}: dtype {spec['dtype']} (the {modality} tower takes "
+              f"{' / '.join(INPUT_DTYPES.get(modality, DTYPES))})")
     out = entry["outputs"][0]
     _need(out["shape"][-1] == m["embed_dim"] and out["dtype"] == "float32", path,
           f"{where}.outputs[0] must be the float32 (batch, {m['embed_dim']}) embedding")
@@ -215,7 +267,8 @@ def _check_tokenizer(m: dict[str, Any], path: Path) -> None:
     if tok is None:
         return
     _need(isinstance(tok, dict) and isinstance(tok.get("file"), str) and _is_int(tok.get("max_length"))
-          and tok["max_length"] >= 3, path, "tokenizer must be {\"file\": ..., \"max_length\": int >= 3}")
+          and 3 <= tok["max_length"] <= LIMITS["max_length"], path,
+          f"tokenizer must be {{\"file\": ..., \"max_length\": int in [3, {LIMITS['max_length']}]}}")
     _need(tok["file"] in m["files"], path, f"tokenizer refers to {tok['file']!r}, which the manifest's files does not list")
 
 
@@ -254,6 +307,23 @@ def _check_head(m: dict[str, Any], path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- file checks
+
+
+def check_external_data(root: Path, manifest: Mapping[str, Any]) -> None:
+    """Every external-data file an ONNX graph of the bundle reads is a listed (hence verified) file."""
+    from edge_runtime.onnx_refs import OnnxParseError, external_data_files
+
+    for name in manifest["files"]:
+        if not name.endswith(".onnx"):
+            continue
+        try:
+            refs = external_data_files(root / name)
+        except OnnxParseError as e:
+            raise BundleError(f"{root}: {name} is not a valid ONNX graph ({e})") from None
+        unlisted = sorted(r for r in refs if not _safe_name(r) or r not in manifest["files"])
+        if unlisted:
+            raise BundleError(f"{root}: {name} reads external data from {', '.join(unlisted)}, which the manifest "
+                              "does not list (every file a graph reads must be listed with its sha256)")
 
 
 def verify_files(root: Path, manifest: Mapping[str, Any]) -> None:

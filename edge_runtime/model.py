@@ -102,7 +102,7 @@ class EdgeModel:
             want = precision.get(m) if isinstance(precision, dict) else precision
             files = bundle.tower(m, want)
             name = choose_backend(files.model, backend, files.backend)
-            towers[m] = Tower(files, open_backend(name, files.model, threads, files.precision,
+            towers[m] = Tower(files, open_backend(name, files.model, threads, files.inference_precision,
                                                   files.files.get("weights"), providers))
             _check_io(towers[m], bundle)
         text = TextEncoder.from_file(bundle.tokenizer_path, bundle.max_length) if "text" in towers else None
@@ -206,8 +206,10 @@ class EdgeModel:
 
     def embed_audio(self, audio: Any, sample_rate: int | None = None) -> np.ndarray:
         """A file path / bytes / (T,) float waveform (with ``sample_rate``) / (wave, rate) pair, or a
-        list of them, or an (N, T) array of waveforms at ``sample_rate``. Clips are trimmed to
-        ``clip_seconds`` (or zero-padded)."""
+        list of them, or an (N, T) array of mono waveforms at ``sample_rate``. Clips are trimmed to
+        ``clip_seconds`` (or zero-padded). A 2-D array with at most :data:`MAX_CHANNELS` columns is
+        refused (InputError) as a probable (frames, channels) clip: mix it to mono first; files with
+        several channels are averaged to mono."""
         return self.embed(audio, "audio", sample_rate)
 
     def embed(self, item: Any, modality: str | None = None, sample_rate: int | None = None) -> np.ndarray:
@@ -303,11 +305,19 @@ def _first(item: Any) -> Any:
     return item[0] if isinstance(item, list) and item else item
 
 
+#: A 2-D audio array whose second axis is this short is taken for (frames, channels), not (N, T).
+MAX_CHANNELS = 8
+
+
 def _items(item: Any, modality: str) -> tuple[list[Any], bool]:
     """(items, was a single item) for a raw input of ``modality``."""
     if modality == "image":
         return _as_batch(item, lambda x: isinstance(x, np.ndarray) and x.ndim == 4)
     if modality == "audio":
+        clip = item[0] if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], np.ndarray) else item
+        if isinstance(clip, np.ndarray) and clip.ndim == 2 and clip.shape[1] <= MAX_CHANNELS:
+            raise InputError(f"a 2-D audio array is a batch (N, T) of mono waveforms; {clip.shape} looks like "
+                             f"(frames, channels): mix it to mono first (wave.mean(axis=1))")
         return _as_batch(item, lambda x: isinstance(x, np.ndarray) and x.ndim == 2, pair=True)
     if modality == "text":
         if isinstance(item, str):

@@ -25,6 +25,25 @@ from functools import lru_cache
 from typing import Any
 
 
+#: OpenVINO CPU inference precisions a bundle may ask for (``INFERENCE_PRECISION_HINT``).
+INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
+#: What hssl's exporter measures its parity gate at and writes into every OpenVINO tower entry. The
+#: CPU plugin's own default is bf16 on CPUs with AMX / AVX-512-BF16 (2e-3 off the fp32 graph) and f32
+#: elsewhere, so leaving the hint unset makes the same bundle compute differently per CPU.
+DEFAULT_INFERENCE_PRECISION = "f32"
+
+
+def compile_config(threads: int | None, inference_precision: str = DEFAULT_INFERENCE_PRECISION) -> dict[str, str]:
+    """The CPU ``compile_model`` config hssl uses everywhere: latency hint, one stream, ``threads``
+    inference threads (None/0: OpenVINO's choice) and the inference precision, always explicit."""
+    if inference_precision not in INFERENCE_PRECISIONS:
+        raise ValueError(f"unknown OpenVINO inference precision {inference_precision!r}; valid: {INFERENCE_PRECISIONS}")
+    config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "INFERENCE_PRECISION_HINT": inference_precision}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = str(int(threads))
+    return config
+
+
 @lru_cache(maxsize=None)
 def core() -> Any:
     """The process's one ``openvino.Core`` (created on first use, never freed)."""

@@ -44,7 +44,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from edge_runtime.bundle import BundleError
+from edge_runtime.bundle import LIMITS, BundleError
+from edge_runtime.png import png_problem
 from edge_runtime.validate import (
     MAX_IMAGE_PIXELS, InputError, check_image_array, check_image_size, check_sample_rate, check_text, check_waveform,
 )
@@ -100,6 +101,9 @@ def image_spec(preprocessing: dict[str, Any]) -> ImageSpec:
     if (spec.size < 1 or spec.resize < spec.size or len(spec.mean) != 3 or len(spec.std) != 3
             or min(spec.std) <= 0 or spec.interpolation not in _PIL_FILTERS):
         raise BundleError(f"manifest preprocessing.image is malformed: {d}")
+    if spec.size > LIMITS["image_size"] or spec.resize > LIMITS["image_resize"]:
+        raise BundleError(f"manifest preprocessing.image size {spec.size} / resize {spec.resize} is beyond the bounds "
+                          f"({LIMITS['image_size']} / {LIMITS['image_resize']})")
     return spec
 
 
@@ -116,6 +120,10 @@ def audio_spec(preprocessing: dict[str, Any]) -> AudioSpec:
     if (spec.sample_rate < 1000 or spec.clip_seconds <= 0 or spec.n_fft < 2 or spec.hop_length < 1 or spec.n_mels < 1
             or spec.norm_std <= 0 or spec.log_offset <= 0 or spec.num_samples <= spec.n_fft // 2):
         raise BundleError(f"manifest preprocessing.audio is malformed: {d}")
+    if (spec.clip_seconds > LIMITS["clip_seconds"] or spec.n_mels > LIMITS["n_mels"] or spec.sample_rate > 192_000
+            or spec.n_fft > 1 << 16 or not all(math.isfinite(v) for v in (spec.norm_mean, spec.norm_std, spec.log_offset))):
+        raise BundleError(f"manifest preprocessing.audio is beyond the bounds (clip_seconds <= {LIMITS['clip_seconds']}, "
+                          f"n_mels <= {LIMITS['n_mels']}, sample_rate <= 192000, n_fft <= 65536, finite norms): {d}")
     return spec
 
 
@@ -131,11 +139,25 @@ def decode_image(item: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     source, what = _open_source(item, "image")
     try:
         with Image.open(source) as img:
+            if img.format == "PNG":
+                check_png_complete(source, what)
             return _pil_to_rgb(img, what, max_pixels)
     except InputError:
         raise
     except Exception as e:  # UnidentifiedImageError, truncated data (OSError), DecompressionBombError, ...
         raise InputError(f"cannot decode {what} as an image ({e.__class__.__name__}: {e})") from None
+
+
+def check_png_complete(source: str | io.BytesIO, what: str) -> None:
+    """InputError unless the PNG at ``source`` (a path or a BytesIO) holds every scanline
+    (:mod:`edge_runtime.png`: Pillow silently zero-fills the rows of a short PNG)."""
+    if isinstance(source, io.BytesIO):
+        problem = png_problem(io.BytesIO(source.getbuffer()))
+    else:
+        with open(source, "rb") as f:
+            problem = png_problem(f)
+    if problem is not None:
+        raise InputError(f"{what} is a truncated or corrupt PNG: {problem}")
 
 
 def _open_source(item: Any, kind: str) -> tuple[Any, str]:

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from export.backends import OpenVinoRunner, OrtRunner, Runner, RunnerModel, require
+from edge_runtime.openvino_core import DEFAULT_INFERENCE_PRECISION
 from export.bundle import BundleWriter, labels_entry, model_file_name
 from export.data import batch_feeds, calibration_feeds, run_splits
 from export.onnx_graph import DEFAULT_OPSET, EXPORTERS, check_onnx, export_onnx, optimize_onnx
@@ -154,6 +155,27 @@ def source_entry(loaded, run_dir: Path) -> dict[str, Any]:
     model = state.get("student") if kind == "student" else "hybrid"
     return {"run_dir": str(Path(run_dir).absolute()), "kind": kind, "model": model, "step": state.get("step"),
             "metrics": metrics}
+
+
+def learned_logit_scale(run_dir: Path, checkpoint: str | None, cfg) -> float | None:
+    """``exp(temperature.log_scale)`` of the exported checkpoint, clamped as
+    :class:`hybridssl.losses.temperature.LearnableTemperature` clamps it (``[1, 1/min_temperature]``);
+    None for a run without a learned temperature (a student, or a fixed temperature)."""
+    import math
+
+    from safetensors import safe_open
+
+    from hybridssl.checkpoint import latest_checkpoint
+
+    folder = Path(run_dir) / "checkpoints" / checkpoint if checkpoint else latest_checkpoint(Path(run_dir))
+    if folder is None or not (folder / "model.safetensors").is_file():
+        return None
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
+        if "temperature.log_scale" not in f.keys():
+            return None
+        log_scale = float(f.get_tensor("temperature.log_scale"))
+    min_t = float(getattr(getattr(cfg, "loss", None), "min_temperature", 0.01))
+    return round(min(max(math.exp(log_scale), 1.0), 1.0 / min_t), 4)
 
 
 def file_sizes(paths: dict[str, dict[str, Path]]) -> dict[str, dict[str, Any]]:
@@ -513,13 +535,15 @@ def _manifest(ex: _Export, loaded, run_dir: Path, target: str, default: str, shi
     import importlib.metadata as md
 
     backend = BACKEND[target]
+    # OpenVINO: the inference precision the parity gate measured, so no CPU picks another (bf16 on AMX)
+    hint = {"inference_precision": DEFAULT_INFERENCE_PRECISION} if backend == "openvino" else {}
     modalities = {}
     for m in ex.modalities:
         io: TowerIO = ex.io[m]
         modalities[m] = {"precision": default, "files": {r: p.name for r, p in shipped[default][m].items()},
-                         "backend": backend, "inputs": [t.to_dict() for t in io.inputs],
+                         "backend": backend, **hint, "inputs": [t.to_dict() for t in io.inputs],
                          "outputs": [t.to_dict() for t in io.outputs]}
-    variants = {m: {p: {"files": {r: path.name for r, path in shipped[p][m].items()}, "backend": backend}
+    variants = {m: {p: {"files": {r: path.name for r, path in shipped[p][m].items()}, "backend": backend, **hint}
                     for p in PRECISIONS if p in shipped and p != default} for m in ex.modalities}
     variants = {m: v for m, v in variants.items() if v}
     try:
@@ -532,6 +556,7 @@ def _manifest(ex: _Export, loaded, run_dir: Path, target: str, default: str, shi
         "preprocessing": loaded.spec.to_dict(),
         "tokenizer": {"file": "tokenizer.json", "max_length": loaded.spec.text.max_length} if "text" in ex.modalities else None,
         "labels": labels_entry(ex.held.prompts), "head": None,
+        **({"logit_scale": scale} if (scale := learned_logit_scale(run_dir, ex.opts.checkpoint, loaded.cfg)) else {}),
         "source": source_entry(loaded, run_dir),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "hssl_version": version,
     }

@@ -81,11 +81,9 @@ class OpenVinoRunner:
 
     def __init__(self, xml: Path, threads: int = 0) -> None:
         require("openvino")
-        from edge_runtime.openvino_core import core
+        from edge_runtime.openvino_core import compile_config, core
 
-        config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "INFERENCE_PRECISION_HINT": "f32"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = str(int(threads))
+        config = compile_config(threads)  # the inference precision the manifest records for the runtime
         self.path = Path(xml)
         self.compiled = core().compile_model(str(xml), "CPU", config)
         self.request = self.compiled.create_infer_request()

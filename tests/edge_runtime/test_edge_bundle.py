@@ -129,3 +129,73 @@ def test_optional_fields_may_be_null_or_empty(bundle_copy):
     model = EdgeModel.load(bundle_copy, backend="onnxruntime", threads=1, modalities=["text"])
     assert model.logit_scale == DEFAULT_LOGIT_SCALE
     assert model._prompts("a", None) == ["an a"] and model._prompts("b", None) == [t.format("b") for t in DEFAULT_TEMPLATES]
+
+
+# ----------------------------------------------------------------------------- bounds (no abort, no MemoryError)
+@pytest.mark.parametrize("edit,match", [
+    (lambda m: m["tokenizer"].update(max_length=10 ** 9), "max_length"),
+    (lambda m: m["modalities"]["image"]["inputs"][0].update(shape=["batch", 3, 100000, 100000]), "beyond the bounds"),
+    (lambda m: m["modalities"]["image"]["inputs"][0].update(shape=["batch", 3, 60000, 60000]), "beyond the bounds"),
+    (lambda m: m["modalities"]["image"]["inputs"][0].update(dtype="int64"), "the image tower takes float32"),
+    (lambda m: m["modalities"]["text"]["inputs"][0].update(dtype="float32"), "the text tower takes int64"),
+    (lambda m: m["modalities"]["image"].update(inference_precision="f64"), "inference_precision"),
+])
+def test_manifest_values_beyond_the_bounds_are_refused(bundle_copy, edit, match):
+    _edit(bundle_copy, edit)
+    with pytest.raises(BundleError, match=match):
+        read_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize("section,values,match", [
+    ("image", {"size": 50000, "resize": 50000}, "beyond the bounds"),
+    ("audio", {"clip_seconds": 36000.0}, "beyond the bounds"),
+    ("audio", {"n_mels": 100000}, "beyond the bounds"),
+])
+def test_preprocessing_beyond_the_bounds_is_a_bundle_error_before_warm_up(bundle_copy, section, values, match):
+    from edge_runtime.model import EdgeModel
+
+    _edit(bundle_copy, lambda m: m["preprocessing"][section].update(values))
+    with pytest.raises(BundleError, match=match):
+        EdgeModel.load(bundle_copy, backend="onnxruntime", threads=1, modalities=[section])
+
+
+def test_a_deeply_nested_or_huge_manifest_is_refused(bundle_copy):
+    path = bundle_copy / "manifest.json"
+    m = json.loads(path.read_text())
+    path.write_text(json.dumps({**m, "extra": "[" * 10}).replace('"extra": "[[[[[[[[[["', '"extra": ' + "[" * 100000 + "]" * 100000 + ', "x": "'))
+    with pytest.raises(BundleError, match="nested deeper than 32"):
+        read_bundle(bundle_copy)
+    path.write_text(json.dumps({**m, "note": "{[" * 100}))  # brackets inside a string are text, not nesting
+    read_bundle(bundle_copy)
+    path.write_text(json.dumps({**m, "pad": "x" * (5 << 20)}))
+    with pytest.raises(BundleError, match="too large for a manifest"):
+        read_bundle(bundle_copy)
+
+
+def test_onnx_external_data_must_be_listed_and_verified(bundle_copy):
+    """A graph that reads its weights from another file: refused unless that file is listed (and so
+    hashed); once listed, tampering with it is caught like any other file."""
+    onnx = pytest.importorskip("onnx")
+    from edge_runtime.model import EdgeModel
+    from edge_runtime.onnx_refs import external_data_files
+
+    model = onnx.load(str(bundle_copy / "image.onnx"))
+    onnx.save_model(model, str(bundle_copy / "image.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="image.weights", size_threshold=0)
+    assert external_data_files(bundle_copy / "image.onnx") == {"image.weights"}
+    assert external_data_files(bundle_copy / "text.onnx") == set()
+
+    def relist(m, with_weights):
+        m["files"]["image.onnx"] = sha256_file(bundle_copy / "image.onnx")
+        if with_weights:
+            m["files"]["image.weights"] = sha256_file(bundle_copy / "image.weights")
+
+    _edit(bundle_copy, lambda m: relist(m, False))
+    with pytest.raises(BundleError, match="reads external data from image.weights"):
+        read_bundle(bundle_copy)
+    _edit(bundle_copy, lambda m: relist(m, True))
+    EdgeModel.load(bundle_copy, backend="onnxruntime", threads=1, modalities=["image"])
+    with open(bundle_copy / "image.weights", "r+b") as f:
+        f.write(b"\x00\x00\x80\x7f")  # a weight becomes +inf
+    with pytest.raises(BundleError, match="image.weights was modified"):
+        read_bundle(bundle_copy)

@@ -74,6 +74,8 @@ def test_corrupt_empty_and_huge_image_files(edge_model, media, tmp_path):
     (np.zeros(0, np.float32), 16000, "empty"),
     (np.array([0.0, np.nan, 0.1], np.float32), 16000, "non-finite"),
     (np.zeros((2, 3, 4), np.float32), 16000, "mono"),
+    (np.zeros((16000, 2), np.float32), 16000, r"looks like \(frames, channels\)"),   # stereo, not 16000 clips
+    ((np.zeros((8000, 2), np.float32), 8000), None, r"looks like \(frames, channels\)"),
     (np.zeros(100, np.float32), None, "needs its sample rate"),
     (np.zeros(100, np.float32), 500, "outside"),
     (np.zeros(100, np.float32), 16000.5, "whole number"),
@@ -86,6 +88,11 @@ def test_corrupt_empty_and_huge_image_files(edge_model, media, tmp_path):
 def test_bad_audio(edge_model, bad, rate, match):
     with pytest.raises(InputError, match=match):
         edge_model.embed_audio(bad, sample_rate=rate)
+
+
+def test_a_batch_of_mono_clips_is_still_a_batch(edge_model):
+    clips = np.random.default_rng(0).uniform(-0.5, 0.5, (3, 4000)).astype(np.float32)
+    assert edge_model.embed_audio(clips, sample_rate=16000).shape == (3, edge_model.embed_dim)
 
 
 def test_corrupt_audio_file_and_documented_trim_and_pad(edge_model, media):

@@ -111,3 +111,19 @@ def test_labels_from_builtin_and_generic_prompts():
     generic = labels_entry({n: [t.format(n) for t in PROMPT_TEMPLATES] for n in ("cat", "dog")})
     assert generic["templates"] == list(PROMPT_TEMPLATES)
     assert labels_entry(None) is None and labels_entry({}) is None
+
+
+def test_the_manifest_carries_the_learned_logit_scale(ort_bundle, tiny_run):
+    """On-device zero-shot probabilities use the run's own 1/temperature, not a default of 100."""
+    import math
+
+    from safetensors.numpy import load_file
+
+    from edge_runtime.model import EdgeModel
+
+    out, _ = ort_bundle
+    last = sorted((tiny_run / "checkpoints").glob("step_*"))[-1]
+    expected = min(max(math.exp(float(load_file(str(last / "model.safetensors"))["temperature.log_scale"])), 1.0), 100.0)
+    manifest = verify_bundle(out)
+    assert manifest["logit_scale"] == pytest.approx(expected, abs=1e-4) and manifest["logit_scale"] != 100.0
+    assert EdgeModel.load(out, modalities=["text"], warmup=False).logit_scale == manifest["logit_scale"]

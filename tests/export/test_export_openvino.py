@@ -63,3 +63,23 @@ def test_nncf_accuracy_control(tiny_run, tmp_path, fast):
     q = step["quantization"]
     assert q["audio"]["accuracy_control"] and q["audio"]["validation_items"] == 48 and q["text"]["max_drop"] == 10.0
     assert report["settings"]["accuracy_control"] is True
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_the_runtime_computes_at_the_precision_the_bundle_says(ov_bundle, precision):
+    """Every OpenVINO tower entry names its inference precision (f32: what the parity gate measured);
+    the runtime compiles with it on any CPU (the plugin's default is bf16 where AMX exists) and so
+    gives the exporter's numbers to float rounding."""
+    from edge_runtime.model import EdgeModel
+    from export.backends import OpenVinoRunner
+
+    out, _ = ov_bundle
+    manifest = verify_bundle(out)
+    assert {e["inference_precision"] for e in manifest["modalities"].values()} == {"f32"}
+    edge = EdgeModel.load(out, backend="openvino", precision=precision, threads=1, modalities=["image"])
+    compiled = edge.towers["image"].backend.compiled
+    assert "float32" in str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+    feeds = {"pixels": np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)}
+    name = edge.towers["image"].files.model
+    np.testing.assert_allclose(edge.towers["image"].backend.run(feeds), OpenVinoRunner(name, threads=1)(feeds),
+                               rtol=0, atol=1e-5)
