@@ -28,6 +28,14 @@ def parse_list(text: str | None, option: str) -> tuple[str, ...]:
     return items
 
 
+def parse_batches(text: str | None) -> tuple[int, ...]:
+    """``"1,8"`` → ``(1, 8)`` for ``--static-shapes``."""
+    items = parse_list(text, "--static-shapes")
+    if not all(i.isdigit() for i in items):
+        raise typer.BadParameter(f"--static-shapes takes batch sizes such as 1 or 1,8; got {text!r}")
+    return tuple(int(i) for i in items)
+
+
 def _worst(delta: dict[str, float], prefix: str) -> float | None:
     values = [v for k, v in delta.items() if k.startswith(prefix)]
     if not values:
@@ -82,6 +90,8 @@ def export(
     threads: Annotated[int, typer.Option(help="CPU threads for PyTorch and the back ends (0 = default)")] = 0,
     checkpoint: Annotated[Optional[str], typer.Option(help="checkpoint folder name (default: the latest)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing bundle at --out")] = False,
+    static_shapes: Annotated[Optional[str], typer.Option(help="also write fixed-batch copies of the ONNX towers for "
+                                                         "mobile execution providers, e.g. 1 or 1,8")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
     from export.api import export_run
@@ -102,7 +112,8 @@ def export(
                                 keep_float=parse_list(keep_float, "--keep-float"), max_drop=max_drop,
                                 eval_size=eval_size, modalities=parse_list(modalities, "--modalities") or None,
                                 accuracy_control=accuracy_control, exporter=exporter, threads=threads,
-                                checkpoint=checkpoint, overwrite=overwrite)
+                                checkpoint=checkpoint, overwrite=overwrite,
+                                static_batches=parse_batches(static_shapes))
     except (TensorRTUnavailable, ModuleNotFoundError) as e:
         error(e)
         raise typer.Exit(2) from None

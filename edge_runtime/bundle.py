@@ -232,6 +232,10 @@ def _check_tower(entry: Any, where: str, m: dict[str, Any], path: Path, full: bo
           path, f"{where}.files must name at least a 'model' file")
     for key, name in files.items():
         _need(name in m["files"], path, f"{where}.files.{key} refers to {name!r}, which the manifest's files does not list")
+    static = entry.get("static") or {}
+    _need(isinstance(static, dict) and all(isinstance(b, str) and b.isdigit() and int(b) >= 1 and isinstance(f, dict)
+                                           and f.get("model") in m["files"] for b, f in static.items()), path,
+          f"{where}.static must map batch sizes to {{\"model\": <a listed file>}}")
     _need(entry.get("backend") is None or entry["backend"] in BACKENDS, path, f"{where}.backend must be one of {BACKENDS}")
     _need(entry.get("precision") is None or entry["precision"] in PRECISIONS, path, f"{where}.precision: unknown precision")
     _need(entry.get("inference_precision") is None or entry["inference_precision"] in INFERENCE_PRECISIONS, path,

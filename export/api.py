@@ -43,13 +43,14 @@ import torch
 
 from export.backends import OpenVinoRunner, OrtRunner, Runner, RunnerModel, require
 from edge_runtime.openvino_core import DEFAULT_INFERENCE_PRECISION
-from export.bundle import BundleWriter, labels_entry, model_file_name
+from export.bundle import BUNDLE_README, BundleWriter, bundle_readme, labels_entry, model_file_name
 from export.data import batch_feeds, calibration_feeds, run_splits
 from export.onnx_graph import DEFAULT_OPSET, EXPORTERS, check_onnx, export_onnx, optimize_onnx
 from export.parity import (FP32_MIN_COSINE, AccuracyGuardError, Evaluation, HeldOut, ParityError, check_drop,
                            check_parity, compare, evaluate)
 from export.quantize_ort import (CALIBRATION_METHODS, DEFAULT_KEEP_FLOAT, QUANT_OP_TYPES, QuantSettings, convert_fp16,
                                  quantize_dynamic_int8, quantize_static_qdq)
+from export.static_shapes import check_batches, write_static_variants
 from export.tensorrt_backend import BatchProfile, TensorRTUnavailable, check_graph, summarize_problems
 from export.towers import MODALITY_ORDER, TowerIO, embed_dim_of, example_feeds, torch_embed, tower_io, tower_module
 
@@ -83,6 +84,7 @@ class ExportOptions:
     threads: int = 0
     trt_profile: BatchProfile = field(default_factory=BatchProfile)
     overwrite: bool = False
+    static_batches: tuple[int, ...] = ()         # fixed-batch copies of the .onnx towers (export.static_shapes)
 
     def __post_init__(self) -> None:
         if self.calibration not in CALIBRATION_METHODS:
@@ -105,6 +107,7 @@ class ExportOptions:
         self.modalities = tuple(self.modalities) if self.modalities else None
         self.opset = DEFAULT_OPSET[self.exporter] if self.opset is None else int(self.opset)
         self.max_drop = float(self.max_drop)
+        self.static_batches = check_batches(self.static_batches) if self.static_batches else ()
         QuantSettings(self.calibration, self.per_channel, self.reduce_range, keep_float=self.keep_float)  # validates
 
     def to_dict(self) -> dict[str, Any]:
@@ -428,6 +431,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, target: str = "onnx", p
     """
     check_target(target, precision)
     opts = ExportOptions(**options)
+    if opts.static_batches and target not in ("onnx", "onnxruntime"):
+        raise ValueError(f"static shapes are written for the onnx and onnxruntime targets (ONNX graphs); for {target} "
+                         f"{'pass -shape to benchmark_app (see the bundle README)' if target == 'openvino' else 'set the batch profile'}")
     previous = torch.get_num_threads()
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -457,10 +463,17 @@ def _export_run(run_dir: Path, out_dir: Path, target: str, precision: str | None
             shipped = _run_steps(ex, target, precision, precisions)
             default = precision or next(p for p in SMALLEST_FIRST if p in shipped)
             _remove_unshipped(writer.folder, shipped)
+            static, static_records = write_static_variants(
+                shipped, opts.static_batches, lambda m, b: example_feeds(m, loaded.spec, loaded.tokenizer, batch=b, seed=0),
+                opts.threads) if opts.static_batches else ({}, [])
             if "text" in towers:
                 loaded.tokenizer.save(writer.path("tokenizer.json"))
             report = _report(ex, loaded, run_dir, target, default, shipped, t_start)
-            writer.commit(_manifest(ex, loaded, run_dir, target, default, shipped), report)
+            if static_records:
+                report["static_shapes"] = static_records
+            manifest = _manifest(ex, loaded, run_dir, target, default, shipped, static)
+            writer.path(BUNDLE_README).write_text(bundle_readme(manifest))
+            writer.commit(manifest, report)
     except (AccuracyGuardError, ParityError) as e:
         raise type(e)(f"{e}; nothing was written to {out_dir}") from None
     report["bundle"] = str(out_dir.absolute())
@@ -531,7 +544,13 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _manifest(ex: _Export, loaded, run_dir: Path, target: str, default: str, shipped: dict) -> dict[str, Any]:
+def _static_entry(static: dict, precision: str, m: str) -> dict[str, Any]:
+    per = static.get(precision, {}).get(m)
+    return {"static": {str(b): {"model": p.name} for b, p in sorted(per.items())}} if per else {}
+
+
+def _manifest(ex: _Export, loaded, run_dir: Path, target: str, default: str, shipped: dict,
+              static: dict | None = None) -> dict[str, Any]:
     import importlib.metadata as md
 
     backend = BACKEND[target]
@@ -541,9 +560,10 @@ def _manifest(ex: _Export, loaded, run_dir: Path, target: str, default: str, shi
     for m in ex.modalities:
         io: TowerIO = ex.io[m]
         modalities[m] = {"precision": default, "files": {r: p.name for r, p in shipped[default][m].items()},
-                         "backend": backend, **hint, "inputs": [t.to_dict() for t in io.inputs],
-                         "outputs": [t.to_dict() for t in io.outputs]}
-    variants = {m: {p: {"files": {r: path.name for r, path in shipped[p][m].items()}, "backend": backend, **hint}
+                         "backend": backend, **hint, **_static_entry(static or {}, default, m),
+                         "inputs": [t.to_dict() for t in io.inputs], "outputs": [t.to_dict() for t in io.outputs]}
+    variants = {m: {p: {"files": {r: path.name for r, path in shipped[p][m].items()}, "backend": backend, **hint,
+                        **_static_entry(static or {}, p, m)}
                     for p in PRECISIONS if p in shipped and p != default} for m in ex.modalities}
     variants = {m: v for m, v in variants.items() if v}
     try:

@@ -28,6 +28,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 REPORT = "report.json"
 TOKENIZER = "tokenizer.json"
+BUNDLE_README = "README.md"
 TARGETS = ("onnx", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("onnxruntime", "openvino", "tensorrt")
@@ -146,17 +147,50 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
-def referenced_files(manifest: dict[str, Any]) -> set[str]:
-    """Every file a reader opens: model files of modalities and variants, the tokenizer."""
-    names: set[str] = set()
-    for entry in manifest.get("modalities", {}).values():
-        names.update(entry.get("files", {}).values())
+def _tower_entries(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = list(manifest.get("modalities", {}).values())
     for per in (manifest.get("variants") or {}).values():
-        for entry in per.values():
-            names.update(entry.get("files", {}).values())
+        entries.extend(per.values())
+    return entries
+
+
+def referenced_files(manifest: dict[str, Any]) -> set[str]:
+    """Every file a reader opens: model files of modalities and variants (fixed-batch copies
+    included), the tokenizer."""
+    names: set[str] = set()
+    for entry in _tower_entries(manifest):
+        names.update(entry.get("files", {}).values())
+        names.update(f["model"] for f in (entry.get("static") or {}).values())
     if manifest.get("tokenizer"):
         names.add(manifest["tokenizer"]["file"])
     return names
+
+
+def bundle_readme(manifest: dict[str, Any]) -> str:
+    """The bundle's README.md: what is inside and how to run it outside hssl (benchmark_app included)."""
+    lines = [f"# hssl bundle ({manifest['target']}, default precision {manifest['precision']})", "",
+             f"Towers: {', '.join(manifest['modalities'])}; each outputs an L2-normalised "
+             f"(batch, {manifest['embed_dim']}) float32 embedding. The contract (inputs, preprocessing, "
+             "files and their sha256) is `manifest.json`, documented in hssl's `docs/bundle.md`.", "",
+             "## Run it", "", "```bash", "pip install 'hssl[runtime]'          # no torch",
+             "hssl embed . --text 'a red circle'   # or --image FILE, --audio FILE", "hssl bench .", "```", "",
+             "## Benchmark with OpenVINO's benchmark_app", "",
+             "The graphs have a dynamic batch axis, so give benchmark_app the shape to use "
+             "(`-data_shape` for ONNX / IR files with a dynamic batch; batch 1 here):", "", "```bash"]
+    for m, entry in manifest["modalities"].items():
+        inputs = ",".join(f"{i['name']}[{','.join('1' if d == 'batch' else str(d) for d in i['shape'])}]"
+                          for i in entry["inputs"])
+        lines.append(f"benchmark_app -m {entry['files']['model']} -d CPU -hint latency -data_shape \"{inputs}\""
+                     + (f" -infer_precision {entry['inference_precision']}" if entry.get("inference_precision") else ""))
+    lines += ["```", ""]
+    static = {m: e["static"] for m, e in manifest["modalities"].items() if e.get("static")}
+    if static:
+        lines += ["## Fixed-shape graphs for mobile execution providers", "",
+                  "NNAPI, CoreML and XNNPACK take only static shapes; these copies have the batch axis fixed "
+                  "(same weights, same outputs):", ""]
+        lines += [f"- {m}: " + ", ".join(f"batch {b} → `{f['model']}`" for b, f in per.items()) for m, per in static.items()]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def verify_bundle(bundle_dir: Path) -> dict[str, Any]:

@@ -127,3 +127,33 @@ def test_the_manifest_carries_the_learned_logit_scale(ort_bundle, tiny_run):
     manifest = verify_bundle(out)
     assert manifest["logit_scale"] == pytest.approx(expected, abs=1e-4) and manifest["logit_scale"] != 100.0
     assert EdgeModel.load(out, modalities=["text"], warmup=False).logit_scale == manifest["logit_scale"]
+
+
+def test_static_shape_copies_for_mobile_execution_providers(tiny_run, tmp_path, fast):
+    """--static-shapes 1,4: fixed-batch copies of every shipped .onnx tower, listed and verified,
+    numerically the dynamic graph, documented in the bundle's README with the benchmark_app command."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from edge_runtime.bundle import read_bundle
+    from export.api import export_run
+
+    out = tmp_path / "static"
+    report = export_run(tiny_run, out, "onnx", modalities=["image", "text"], static_batches=(4, 1), **fast)
+    manifest = verify_bundle(out)
+    read_bundle(out)
+    image = manifest["modalities"]["image"]
+    assert image["static"] == {"1": {"model": "image.b1.onnx"}, "4": {"model": "image.b4.onnx"}}
+    graph = onnx.load(str(out / "image.b4.onnx")).graph
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [4, 3, 32, 32]
+    assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim] == [4, 16]
+    assert {r["file"] for r in report["static_shapes"]} == {"image.b1.onnx", "image.b4.onnx", "text.b1.onnx", "text.b4.onnx"}
+    assert max(r["max_abs_diff"] for r in report["static_shapes"]) <= 1e-5
+    session = ort.InferenceSession(str(out / "text.b1.onnx"), providers=["CPUExecutionProvider"])
+    with pytest.raises(Exception):  # the batch is fixed: a batch of 2 is refused by the graph itself
+        session.run(None, {"input_ids": np.ones((2, 24), np.int64), "attention_mask": np.ones((2, 24), np.int64)})
+    readme = (out / "README.md").read_text()
+    assert "benchmark_app -m image.onnx" in readme and 'pixels[1,3,32,32]' in readme and "image.b4.onnx" in readme
+    with pytest.raises(ValueError, match="static shapes are written for the onnx and onnxruntime targets"):
+        export_run(tiny_run, tmp_path / "ov", "openvino", static_batches=(1,), **fast)
