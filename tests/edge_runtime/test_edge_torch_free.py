@@ -132,6 +132,10 @@ def test_cli_serve_runs_without_torch_and_stops_on_ctrl_c(edge_bundle):
         port = re.search(r"http://127\.0\.0\.1:(\d+)", line).group(1)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as r:
             assert json.loads(r.read())["embed_dim"] == 16
+        status = Path(f"/proc/{proc.pid}/status")
+        if status.exists():  # Linux: the server holds the runtime only (libtorch alone maps ~700 MB)
+            rss_kb = int(next(x for x in status.read_text().splitlines() if x.startswith("VmRSS")).split()[1])
+            assert rss_kb < 300_000, rss_kb
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     finally:
