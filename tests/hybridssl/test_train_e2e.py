@@ -185,3 +185,39 @@ def test_a_manifest_whose_every_row_is_dropped_stops_before_training(tmp_path):
     cfg = load_config("tiny", TINY + ["train.steps=4", f"data.train=manifest:{tmp_path / 'm.jsonl'}"])
     with pytest.raises(ValueError, match="usable item|at least 2"):
         train_run(cfg, tmp_path / "run")
+
+
+KILLED_IN_FIRST_CHECKPOINT = r"""
+import os, signal, sys
+import hybridssl.checkpoint as ck
+from hybridssl.config import load_config
+from hybridssl.run import train_run
+
+real = ck.save_file
+def save_then_die(tensors, path, *a, **k):
+    real(tensors, path, *a, **k)
+    if ".tmp-step_000002" in str(path):
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 halfway through writing the first checkpoint
+ck.save_file = save_then_die
+train_run(load_config("tiny", sys.argv[2:]), sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_a_real_kill_9_in_the_first_checkpoint_write(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = tmp_path / "run"
+    over = TINY + ["train.steps=4", "train.ckpt_every=2", "train.threads=1"]
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", KILLED_IN_FIRST_CHECKPOINT, str(run), *over], cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert (run / "checkpoints" / ".tmp-step_000002").is_dir() and not list((run / "checkpoints").glob("step_*"))
+    with pytest.raises(FileNotFoundError, match="without --resume to start it over"):
+        train_run(load_config("tiny", over), run, resume=True)
+    metrics = train_run(load_config("tiny", over), run)  # the plain rerun is not "already holds a run"
+    assert metrics["steps"] == 4 and [x["step"] for x in _lines(run)] == [1, 2, 3, 4]
