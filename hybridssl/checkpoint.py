@@ -87,8 +87,7 @@ def save_checkpoint(folder: Path, *, model_state: dict[str, torch.Tensor], state
     if tokenizer_json is not None:
         (tmp / "tokenizer.json").write_text(tokenizer_json)
     (tmp / "state.json").write_text(json.dumps(state, indent=1, default=str))
-    sums = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-    (tmp / CHECKSUMS).write_text(json.dumps(sums, indent=1))
+    write_checksums(tmp)
     old = folder.with_name(f".old-{folder.name}")
     if folder.exists():
         os.replace(folder, old)
@@ -104,6 +103,13 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def write_checksums(folder: Path) -> None:
+    """Record the sha256 of every file of a checkpoint folder in its ``checksums.json`` (last)."""
+    folder = Path(folder)
+    sums = {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != CHECKSUMS}
+    atomic_write_text(folder / CHECKSUMS, json.dumps(sums, indent=1))
 
 
 def verify_checkpoint(folder: Path) -> None:

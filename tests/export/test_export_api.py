@@ -28,7 +28,7 @@ def test_ort_bundle_layout_and_manifest(ort_bundle, tiny_run):
     out, report = ort_bundle
     manifest = verify_bundle(out)
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["manifest.json", "report.json", "tokenizer.json"]
+    assert names == sorted(["README.md", "manifest.json", "report.json", "tokenizer.json"]
                            + [f"{m}{s}.onnx" for m in ("image", "text", "audio") for s in ("", ".int8", ".fp16")])
     assert manifest["format"] == "hssl-bundle" and manifest["format_version"] == 1
     assert manifest["target"] == "onnxruntime" and manifest["precision"] == report["precision"] == "int8"
@@ -98,7 +98,7 @@ def test_onnx_target_is_the_fp32_graph(tiny_run, tmp_path, fast):
     assert manifest["precision"] == "fp32" and manifest["variants"] is None
     assert sorted(manifest["modalities"]) == ["image", "text"]
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
-        "image.onnx", "manifest.json", "report.json", "text.onnx", "tokenizer.json"]
+        "README.md", "image.onnx", "manifest.json", "report.json", "text.onnx", "tokenizer.json"]
     assert [s["step"] for s in report["steps"]] == ["export", "optimize"]
     assert set(report["reference"]["metrics"]) == {"R@1 image->text", "R@1 text->image", "zero-shot image"}
 

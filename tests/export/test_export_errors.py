@@ -8,6 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from hybridssl.checkpoint import write_checksums
+
 from export.api import ExportOptions, export_run
 
 
@@ -46,6 +48,7 @@ def test_tampered_weights_with_non_finite_values(tiny_run, tmp_path):
     key = next(k for k in sd if k.endswith("heads.image.weight"))
     sd[key] = torch.full_like(sd[key], float("nan"))
     save_file(sd, str(path))
+    write_checksums(path.parent)  # a checkpoint that holds NaN weights, not a corrupt file
     with pytest.raises(ValueError, match="weights hold non-finite values .*heads.image.weight"):
         export_run(run, tmp_path / "b")
 
@@ -56,7 +59,8 @@ def test_weights_that_do_not_match_the_config(tiny_run, tmp_path):
     sd = load_file(str(path))
     sd.pop(next(k for k in sd if k.endswith("heads.audio.weight")))
     save_file(sd, str(path))
-    with pytest.raises(ValueError, match="does not match"):
+    write_checksums(path.parent)
+    with pytest.raises(ValueError, match="does not match its config"):
         export_run(run, tmp_path / "b")
 
 
@@ -74,6 +78,7 @@ def test_modalities_the_run_does_not_have(tiny_run, tmp_path):
     import json
 
     (folder / "state.json").write_text(json.dumps(state))
+    write_checksums(folder)
     with pytest.raises(ValueError, match=r"has no audio tower \(its towers: image, text\)"):
         export_run(run, tmp_path / "b", modalities=["image", "audio"])
 
