@@ -75,3 +75,15 @@ def test_the_inference_queue_is_bounded(served, edge_model):
     with ThreadPoolExecutor(16) as pool:
         codes = list(pool.map(lambda i: _post(url + "/embed", {"text": f"a red square {i}"}), range(48)))
     assert set(codes) <= {200, 503} and 200 in codes
+
+
+def test_without_uvicorn_serve_says_which_extra(edge_model, monkeypatch, edge_bundle, capsys):
+    import sys
+
+    from cli.main import main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # an import of uvicorn now fails
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'hssl\[serve\]'"):
+        make_server(edge_model, port=0)
+    assert main(["serve", str(edge_bundle), "--port", "0", "--threads", "1"]) == 2
+    assert "pip install 'hssl[serve]'" in capsys.readouterr().out
