@@ -89,10 +89,13 @@ class LossConfig:
     temperature: float = 0.07
     learnable_temperature: bool = True
     min_temperature: float = 0.01
-    ntxent_weight: float = 0.0        # > 0 enables intra-modal NT-Xent on two masked views (image)
+    ntxent_weight: float = 0.0        # > 0: intra-modal NT-Xent on two views of each image, times this weight
+    ntxent_view: str = "mask"         # image views: "mask" (two maskings) | "colour" (the second one colour-permuted)
+    text_ntxent_weight: float = 0.0   # > 0: NT-Xent on two MLM corruptions of each caption, times this weight
     ntxent_temperature: float = 0.2
     queue_size: int = 0               # > 0 enables a MoCo momentum queue of negatives
     momentum: float = 0.995           # momentum encoder for the queued keys
+    hard_negative_beta: float = 0.0   # > 0: negatives re-weighted by exp(β·logit) (Robinson et al. 2021)
     hard_negatives: int = 0           # > 0 enables MoCHi mixing: number of hard negatives considered
     mixed_negatives: int = 16
     query_mixed_negatives: int = 8
@@ -106,6 +109,12 @@ class LossConfig:
             v = float(getattr(self, key))
             if not math.isfinite(v) or v <= 0:
                 raise ValueError(f"loss.{key} must be a finite number > 0, got {v}")
+        for key in ("ntxent_weight", "text_ntxent_weight", "hard_negative_beta"):
+            v = float(getattr(self, key))
+            if not math.isfinite(v) or v < 0:
+                raise ValueError(f"loss.{key} must be a finite number >= 0, got {v}")
+        if self.ntxent_view not in ("mask", "colour"):
+            raise ValueError(f"loss.ntxent_view must be 'mask' or 'colour', got {self.ntxent_view!r}")
 
 
 @dataclass

@@ -6,7 +6,14 @@ For each modality m in the batch the encoder runs ONCE on the visible tokens (ra
     momentum-encoder keys and MoCHi hard-negative mixing);
   * generative: the same visible tokens feed the decoder — MAE / VAE reconstruction of the masked
     patches of image and audio, masked-token prediction for text;
-  * optional intra-modal NT-Xent between two independently masked views of the image.
+  * optional intra-modal NT-Xent (SimCLR), times its weight: ``ntxent/image`` between two views of
+    each image (two maskings, or with ``loss.ntxent_view=colour`` the second one colour-permuted so
+    the pair agrees on everything but colour, :func:`permute_colours`), and ``ntxent/text`` between
+    two MLM corruptions of each caption (``loss.text_ntxent_weight``): the text embedding must tell
+    captions apart on its own instead of only as far as the images already do. Single-process
+    exact; under torchrun the text views are drawn per rank.
+  * optional hard-negative re-weighting of every InfoNCE denominator (``loss.hard_negative_beta``,
+    :func:`hybridssl.losses.infonce.hard_negative_logits`).
 The weighting strategy combines the named terms; its weights and the signals it saw are returned.
 
 Under torchrun (world size W > 1, see :mod:`hybridssl.dist`) one step on W ranks × B equals one
@@ -94,6 +101,19 @@ def resolve_pairs(modalities: tuple[str, ...], requested: tuple[str, ...]) -> li
     return out
 
 
+def permute_colours(x: Tensor, spec, generator: torch.Generator | None) -> Tensor:
+    """A colour-changed view of normalised images (B, 3, H, W): each image's RGB channels permuted
+    by one of the 5 non-identity permutations (in [0, 1] space, then normalised again), so a view
+    pair agrees on shape, size, position and texture but not on colour (SimCLR's colour distortion)."""
+    mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    perms = torch.tensor([[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]], device=x.device)
+    pick = perms[torch.randint(0, 5, (x.shape[0],), generator=generator, device="cpu").to(x.device)]  # (B, 3)
+    raw = x * std + mean
+    permuted = torch.gather(raw, 1, pick[:, :, None, None].expand(-1, -1, *x.shape[2:]))
+    return (permuted - mean) / std
+
+
 def loss_names(cfg: RunConfig, modalities: tuple[str, ...]) -> list[str]:
     names = []
     if cfg.loss.contrastive:
@@ -104,6 +124,11 @@ def loss_names(cfg: RunConfig, modalities: tuple[str, ...]) -> list[str]:
         names.append("mlm/text")
     if cfg.loss.ntxent_weight > 0 and "image" in modalities:
         names.append("ntxent/image")
+    if cfg.loss.text_ntxent_weight > 0 and "text" in modalities:
+        if cfg.model.text_generative != "mlm":
+            raise ValueError("loss.text_ntxent_weight needs model.text_generative=mlm: its two views of a caption "
+                             "are two MLM corruptions")
+        names.append("ntxent/text")
     if not names:
         raise ValueError("the configuration enables no loss at all")
     return names
@@ -159,7 +184,7 @@ class HybridTask(nn.Module):
         self.pairs = resolve_pairs(model.modalities, lc.pairs) if lc.contrastive else []
         self.names = loss_names(cfg, model.modalities)
         self.temperature = LearnableTemperature(lc.temperature, lc.min_temperature, learnable=lc.learnable_temperature)
-        self.infonce = InfoNCELoss(gather_distributed=lc.gather == "global")
+        self.infonce = InfoNCELoss(gather_distributed=lc.gather == "global", hard_negative_beta=lc.hard_negative_beta)
         self.weighting = create_weighting(cfg.weighting.strategy, self.names, **cfg.weighting.options)
         self.queues = nn.ModuleDict()
         self.momentum_model: HybridModel | None = None
@@ -193,11 +218,18 @@ class HybridTask(nn.Module):
             if m in self.model.decoders:
                 self._generative(m, x, enc, ids_target, selected, step, generator, plan, losses, counts)
             if m == "image" and self.cfg.loss.ntxent_weight > 0:
-                view2 = self._encode(m, x, None, ratio, generator, plan)
+                x2 = permute_colours(x, self.cfg.preprocess.image, generator) if self.cfg.loss.ntxent_view == "colour" else x
+                view2 = self._encode(m, x2, None, ratio, generator, plan)
                 if enc is not None and view2 is not None:
                     z1, z2 = self.model.heads[m](enc.pooled), self.model.heads[m](view2.pooled)
-                    losses["ntxent/image"] = nt_xent(z1, z2, self.cfg.loss.ntxent_temperature)
+                    losses["ntxent/image"] = self.cfg.loss.ntxent_weight * nt_xent(z1, z2, self.cfg.loss.ntxent_temperature)
                     counts["ntxent/image"] = x.shape[0]
+            if m == "text" and "ntxent/text" in self.names and enc is not None and ids_target is not None:
+                corrupted, _ = self._mask_tokens(ids_target, attention, generator)
+                view2 = self._encode(m, corrupted, attention, 0.0, generator, plan)
+                z1, z2 = self.model.heads[m](enc.pooled), self.model.heads[m](view2.pooled)
+                losses["ntxent/text"] = self.cfg.loss.text_ntxent_weight * nt_xent(z1, z2, self.cfg.loss.ntxent_temperature)
+                counts["ntxent/text"] = ids_target.shape[0]
         sizes, redundancies = self._contrastive(batch, emb, idx, losses, counts, generator, plan)
         if plan is not None:
             losses, sizes, redundancy = self._globalise(losses, counts, sizes, redundancies, plan)

@@ -106,10 +106,12 @@ def _one_direction(
     queue: Tensor | None,
     extra: Tensor | None,
     exclude: Tensor | None,
+    beta: float = 0.0,
 ) -> Tensor:
     """Mean CE of ``anchors`` (B, D) over [candidates (M, D) | queue (K, D) | extra (B, S, D)].
 
-    ``exclude`` (B, M) bool marks in-batch candidates removed from the denominator.
+    ``exclude`` (B, M) bool marks in-batch candidates removed from the denominator; ``beta`` > 0
+    re-weights the negatives as in :func:`hard_negative_logits`.
     """
     logits = [scale * anchors @ candidates.T]  # (B, M)
     if exclude is not None:
@@ -118,7 +120,26 @@ def _one_direction(
         logits.append(scale * anchors @ queue.to(anchors.dtype).T)  # (B, K)
     if extra is not None:
         logits.append(scale * torch.einsum("bd,bsd->bs", anchors, extra.to(anchors.dtype)))  # (B, S)
-    return F.cross_entropy(torch.cat(logits, dim=1), targets)  # (B, M+K+S) -> ()
+    out = torch.cat(logits, dim=1)  # (B, M+K+S)
+    return F.cross_entropy(hard_negative_logits(out, targets, beta) if beta > 0 else out, targets)
+
+
+def hard_negative_logits(logits: Tensor, targets: Tensor, beta: float) -> Tensor:
+    """Hard-negative re-weighting (Robinson et al. 2021, "Contrastive Learning with Hard Negative
+    Samples", without debiasing): the denominator's negative sum Σ_j exp(l_j) becomes
+    N·Σ_j w_j exp(l_j) with importance weights w_j = exp(β l_j) / Σ_k exp(β l_k) over the N finite
+    negatives of the row — i.e. ``l_j += log(N·w_j)``, treated as constants (no gradient through w).
+    The positive logit is unchanged. Negatives the anchor already finds similar dominate the loss, so
+    features that separate them (e.g. the one attribute two otherwise equal scenes differ in) are
+    learned instead of being suppressed by easier ones."""
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    negative = torch.isfinite(logits)
+    negative[rows, targets] = False
+    with torch.no_grad():
+        scaled = (beta * logits).masked_fill(~negative, float("-inf"))                       # (B, C)
+        n = negative.sum(dim=1, keepdim=True).clamp(min=1).to(logits.dtype)
+        log_w = scaled - torch.logsumexp(scaled, dim=1, keepdim=True) + torch.log(n)         # (B, C)
+    return torch.where(negative, logits + log_w, logits)
 
 
 def _duplicates(positive_mask: Tensor | None, offset: int, total: int) -> Tensor | None:
@@ -149,6 +170,7 @@ def _symmetric(
     extra_ab: Tensor | None,
     extra_ba: Tensor | None,
     positive_mask: Tensor | None,
+    beta: float = 0.0,
 ) -> Tensor:
     """(L_ab + L_ba) / 2 of the local rows a, b (B, D) against the candidates a_all, b_all (M, D)."""
     bsz, total = a.shape[0], a_all.shape[0]
@@ -158,8 +180,8 @@ def _symmetric(
     ex_ab = _duplicates(positive_mask, offset, total)
     local_block = positive_mask is not None and positive_mask.shape[1] == bsz
     ex_ba = _duplicates(positive_mask.T if local_block else positive_mask, offset, total)  # (B, M): symmetric
-    loss_ab = _one_direction(a, b_all, targets, scale, queue_b, extra_ab, ex_ab)
-    loss_ba = _one_direction(b, a_all, targets, scale, queue_a, extra_ba, ex_ba)
+    loss_ab = _one_direction(a, b_all, targets, scale, queue_b, extra_ab, ex_ab, beta)
+    loss_ba = _one_direction(b, a_all, targets, scale, queue_a, extra_ba, ex_ba, beta)
     return (loss_ab + loss_ba) / 2
 
 
@@ -186,15 +208,17 @@ def info_nce(
     extra_negatives_ab: Tensor | None = None,
     extra_negatives_ba: Tensor | None = None,
     positive_mask: Tensor | None = None,
+    hard_negative_beta: float = 0.0,
 ) -> Tensor:
     """Symmetric InfoNCE ``(L_ab + L_ba) / 2`` of paired rows of ``a`` and ``b`` (see module doc).
 
     a, b: (B, D); scale: () ; queue_a/queue_b: (K, D); extra_negatives_*: (B, S, D);
-    positive_mask: (B, B) bool.  Returns a 0-d tensor.
+    positive_mask: (B, B) bool; ``hard_negative_beta`` > 0: :func:`hard_negative_logits`.
+    Returns a 0-d tensor.
     """
     scale = _validate(a, b, scale, queue_a, queue_b, extra_negatives_ab, extra_negatives_ba, positive_mask)
     return _symmetric(a, b, a, b, 0, scale, queue_a, queue_b, extra_negatives_ab, extra_negatives_ba,
-                      positive_mask)
+                      positive_mask, hard_negative_beta)
 
 
 # ------------------------------------------------------------------------------ distributed
@@ -233,9 +257,12 @@ def _gather_with_grad(x: Tensor, world: int) -> Tensor:
 class InfoNCELoss(nn.Module):
     """:func:`info_nce` as a module; with ``gather_distributed`` the candidates span all ranks."""
 
-    def __init__(self, gather_distributed: bool = False) -> None:
+    def __init__(self, gather_distributed: bool = False, hard_negative_beta: float = 0.0) -> None:
         super().__init__()
+        if not (hard_negative_beta >= 0 and hard_negative_beta < float("inf")):
+            raise ValueError(f"hard_negative_beta must be a finite number >= 0, got {hard_negative_beta}")
         self.gather_distributed = gather_distributed
+        self.beta = float(hard_negative_beta)
 
     def gather(self, a: Tensor, b: Tensor) -> GatheredPair | None:
         """Gather a, b (B_r, D) from every rank with gradients (any B_r ≥ 0); None when not gathering."""
@@ -259,15 +286,14 @@ class InfoNCELoss(nn.Module):
             return self._from_gathered(a, b, scale, gathered, [kw.get(k) for k in _KEYS])
         rank, world = _world()
         if not self.gather_distributed or world == 1:
-            return info_nce(a, b, scale, **kw)
+            return info_nce(a, b, scale, **kw, hard_negative_beta=self.beta)
         args = [kw.get(k) for k in _KEYS]
         scale = _validate(a, b, scale, *args)
         a_all = _gather_with_grad(a, world)  # (W·B, D)
         b_all = _gather_with_grad(b, world)  # (W·B, D)
-        return _symmetric(a, b, a_all, b_all, rank * a.shape[0], scale, *args)
+        return _symmetric(a, b, a_all, b_all, rank * a.shape[0], scale, *args, self.beta)
 
-    @staticmethod
-    def _from_gathered(a: Tensor, b: Tensor, scale: Tensor, g: GatheredPair, args: list[Tensor | None]) -> Tensor:
+    def _from_gathered(self, a: Tensor, b: Tensor, scale: Tensor, g: GatheredPair, args: list[Tensor | None]) -> Tensor:
         """Mean loss of the B_r local anchors against the M gathered candidates (0 when B_r = 0)."""
         total = g.a_all.shape[0]
         if not 0 <= g.offset <= total - a.shape[0] or g.b_all.shape[0] != total:
@@ -276,4 +302,4 @@ class InfoNCELoss(nn.Module):
         if a.shape[0] == 0:  # nothing to score here, but the gather's backward must still run on this rank
             return (g.a_all.sum() + g.b_all.sum()) * 0.0
         scale = _validate(a, b, scale, *args, total=total)
-        return _symmetric(a, b, g.a_all, g.b_all, g.offset, scale, *args)
+        return _symmetric(a, b, g.a_all, g.b_all, g.offset, scale, *args, self.beta)

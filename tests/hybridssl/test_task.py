@@ -81,3 +81,30 @@ def test_configuration_errors():
     cfg = load_config("tiny", ["loss.contrastive=false", "model.generative=none", "model.text_generative=none"])
     with pytest.raises(ValueError, match="no loss"):
         loss_names(cfg, ("image", "text"))
+
+
+def test_text_ntxent_and_colour_views_are_weighted_terms(setup):
+    """ntxent/text (two MLM corruptions) and ntxent/image with a colour-permuted view are real terms,
+    scaled by their weights (not on-switches)."""
+    _, one = _step(["loss.text_ntxent_weight=1", "loss.ntxent_weight=1", "loss.ntxent_view=colour"], setup)
+    _, two = _step(["loss.text_ntxent_weight=2", "loss.ntxent_weight=3", "loss.ntxent_view=colour"], setup)
+    assert {"ntxent/text", "ntxent/image"} <= set(one.parts)
+    assert two.parts["ntxent/text"] == pytest.approx(2 * one.parts["ntxent/text"], rel=1e-5)
+    assert two.parts["ntxent/image"] == pytest.approx(3 * one.parts["ntxent/image"], rel=1e-5)
+    with pytest.raises(ValueError, match="needs model.text_generative=mlm"):
+        _step(["loss.text_ntxent_weight=1", "model.text_generative=none"], setup)
+    with pytest.raises(ValueError, match="ntxent_view"):
+        load_config("tiny", ["loss.ntxent_view=hue"])
+
+
+def test_colour_permutation_changes_colour_only():
+    from hybridssl.preprocessing import ImageSpec
+    from hybridssl.task import permute_colours
+
+    spec = ImageSpec(size=4, resize=4)
+    raw = torch.rand(5, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    mean, std = torch.tensor(spec.mean).view(1, 3, 1, 1), torch.tensor(spec.std).view(1, 3, 1, 1)
+    out = permute_colours((raw - mean) / std, spec, torch.Generator().manual_seed(1)) * std + mean
+    for i in range(5):
+        sources = [next(c for c in range(3) if torch.allclose(out[i, k], raw[i, c], atol=1e-6)) for k in range(3)]
+        assert sorted(sources) == [0, 1, 2] and sources != [0, 1, 2]  # a real permutation, never the identity

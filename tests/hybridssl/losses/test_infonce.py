@@ -220,3 +220,32 @@ def test_bad_input_raises_value_error(case):
     kw = _bad_cases()[case]
     with pytest.raises(ValueError):
         info_nce(kw.pop("a"), kw.pop("b"), kw.pop("scale"), **kw)
+
+
+def test_hard_negative_reweighting_matches_the_hcl_formula():
+    """loss_i = −l⁺ + log(exp(l⁺) + N·Σ_j w_j exp(l_j)), w_j = exp(β l_j)/Σ_k exp(β l_k) (Robinson et al.
+    2021, no debiasing), averaged over both directions; β → 0 is plain InfoNCE."""
+    import math
+
+    from hybridssl.losses.infonce import hard_negative_logits, info_nce
+
+    g = torch.Generator().manual_seed(3)
+    a = torch.nn.functional.normalize(torch.randn(6, 5, generator=g, dtype=torch.float64), dim=1)
+    b = torch.nn.functional.normalize(torch.randn(6, 5, generator=g, dtype=torch.float64), dim=1)
+    scale, beta = torch.tensor(7.0, dtype=torch.float64), 0.8
+
+    def hcl(x, y):
+        total = 0.0
+        for i in range(6):
+            logits = [float(scale * x[i] @ y[j]) for j in range(6)]
+            neg = [l for j, l in enumerate(logits) if j != i]
+            w = [math.exp(beta * l) / sum(math.exp(beta * m) for m in neg) for l in neg]
+            total += -logits[i] + math.log(math.exp(logits[i]) + len(neg) * sum(wj * math.exp(l) for wj, l in zip(w, neg)))
+        return total / 6
+
+    expected = (hcl(a, b) + hcl(b, a)) / 2
+    assert float(info_nce(a, b, scale, hard_negative_beta=beta)) == pytest.approx(expected, rel=1e-9)
+    assert float(info_nce(a, b, scale, hard_negative_beta=1e-12)) == pytest.approx(float(info_nce(a, b, scale)), rel=1e-9)
+    logits = torch.tensor([[1.0, 2.0, float("-inf"), 0.5]], dtype=torch.float64)
+    out = hard_negative_logits(logits, torch.tensor([0]), 1.0)
+    assert out[0, 0] == 1.0 and torch.isinf(out[0, 2])  # the positive and excluded entries are untouched
