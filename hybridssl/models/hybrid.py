@@ -126,10 +126,16 @@ class HybridModel(nn.Module):
         return Encoded(tokens, self._pool(tokens, attention if modality == "text" else None), masking)
 
     def _pool(self, tokens: Tensor, attention: Tensor | None) -> Tensor:
-        """(B, K, W) → (B, W): mean or max over the tokens (the real ones where ``attention`` (B, K) says)."""
+        """(B, K, W) → (B, W): mean or max over the tokens (the real ones where ``attention`` (B, K) says).
+
+        Masked max: padding positions take the value of the row's first real token (so they never
+        win the max) instead of a huge negative fill, which an int8 quantizer would fold into its
+        range and collapse every embedding to 0 (NNCF did, on OpenVINO)."""
         if self.cfg.pool == "max":
             if attention is not None:
-                tokens = tokens.masked_fill(~attention.unsqueeze(-1), torch.finfo(tokens.dtype).min)
+                first = attention.to(torch.int64).argmax(1)                                   # (B,)
+                anchor = tokens[torch.arange(tokens.shape[0], device=tokens.device), first]   # (B, W)
+                tokens = torch.where(attention.unsqueeze(-1), tokens, anchor.unsqueeze(1))
             return tokens.amax(1)
         if attention is None:
             return tokens.mean(1)
