@@ -24,6 +24,9 @@ from rich.table import Table
 from cli.console import TrainProgress, console, print_heldout
 
 QUERY_COLOURS = ("red", "green", "blue", "yellow")
+#: (attribute, value, query text): the factors beyond colour, shape included (docs/teacher.md says which are learned)
+QUERY_OTHERS = (("position", "left", "a shape on the left"), ("position", "top", "a shape at the top"),
+                ("texture", "striped", "a striped shape"), ("shape", "circle", "a circle"), ("shape", "star", "a star"))
 
 
 def write_gallery(folder: Path, n: int, seed: int, image_size: int) -> list[dict[str, Any]]:
@@ -47,7 +50,8 @@ def write_gallery(folder: Path, n: int, seed: int, image_size: int) -> list[dict
 def runtime_queries(bundle: Path, folder: Path, items: list[dict[str, Any]], k: int = 5) -> dict[str, Any]:
     """Index the gallery images with the edge runtime; precision@k of text and sound queries.
 
-    Text query "a <colour> shape": a hit is an image of that colour. Sound query (a scene's own
+    Text query "a <colour> shape": a hit is an image of that colour; "a shape on the left", "a striped
+    shape", "a circle"…: a hit has that position / texture / shape. Sound query (a scene's own
     clip): a hit is an image of a scene with the sound's colour (pitch) and size (loudness)."""
     from edge_runtime.index import index_files
     from edge_runtime.model import EdgeModel
@@ -60,6 +64,10 @@ def runtime_queries(bundle: Path, folder: Path, items: list[dict[str, Any]], k: 
         hits = index.search(model.embed_text(f"a {colour} shape"), k=k)
         rows.append({"query": f'text "a {colour} shape"', "hits": [h.id for h in hits],
                      "correct": sum(by_id[h.id]["colour"] == colour for h in hits)})
+    for attribute, value, text in QUERY_OTHERS:
+        hits = index.search(model.embed_text(text), k=k)
+        rows.append({"query": f'text "{text}"', "hits": [h.id for h in hits],
+                     "correct": sum(by_id[h.id][attribute] == value for h in hits)})
     if "audio" in model.modalities:
         for it in items[:4]:
             hits = index.search(model.embed_audio(str(it["audio"])), k=k)

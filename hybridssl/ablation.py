@@ -34,7 +34,7 @@ from hybridssl.evaluation.protocols import evaluate_run, fraction_key
 VARIANTS: dict[str, list[str]] = {
     "full": [],
     "contrastive-only": ["model.generative=none", "model.text_generative=none"],
-    "generative-only": ["loss.contrastive=false"],
+    "generative-only": ["loss.contrastive=false", "loss.ntxent_weight=0", "loss.text_ntxent_weight=0"],
     "no-dynamic-weighting": ["weighting.strategy=fixed"],
 }
 FRACTIONS = (0.05, 0.1)

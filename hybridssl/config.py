@@ -92,6 +92,7 @@ class LossConfig:
     ntxent_weight: float = 0.0        # > 0: intra-modal NT-Xent on two views of each image, times this weight
     ntxent_view: str = "mask"         # image views: "mask" (two maskings) | "colour" (the second one colour-permuted)
     text_ntxent_weight: float = 0.0   # > 0: NT-Xent on two MLM corruptions of each caption, times this weight
+    text_ntxent_mask_ratio: float = 0.15  # share of the tokens masked in the second text view
     ntxent_temperature: float = 0.2
     queue_size: int = 0               # > 0 enables a MoCo momentum queue of negatives
     momentum: float = 0.995           # momentum encoder for the queued keys
@@ -113,6 +114,8 @@ class LossConfig:
             v = float(getattr(self, key))
             if not math.isfinite(v) or v < 0:
                 raise ValueError(f"loss.{key} must be a finite number >= 0, got {v}")
+        if not 0.0 <= float(self.text_ntxent_mask_ratio) < 1.0:
+            raise ValueError(f"loss.text_ntxent_mask_ratio must lie in [0, 1), got {self.text_ntxent_mask_ratio}")
         if self.ntxent_view not in ("mask", "colour"):
             raise ValueError(f"loss.ntxent_view must be 'mask' or 'colour', got {self.ntxent_view!r}")
 

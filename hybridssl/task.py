@@ -9,7 +9,8 @@ For each modality m in the batch the encoder runs ONCE on the visible tokens (ra
   * optional intra-modal NT-Xent (SimCLR), times its weight: ``ntxent/image`` between two views of
     each image (two maskings, or with ``loss.ntxent_view=colour`` the second one colour-permuted so
     the pair agrees on everything but colour, :func:`permute_colours`), and ``ntxent/text`` between
-    two MLM corruptions of each caption (``loss.text_ntxent_weight``): the text embedding must tell
+    two token maskings of each caption (the MLM corruption and a second one with
+    ``loss.text_ntxent_mask_ratio``; without MLM the caption and one masking; ``loss.text_ntxent_weight``): the text embedding must tell
     captions apart on its own instead of only as far as the images already do. Single-process
     exact; under torchrun the text views are drawn per rank.
   * optional hard-negative re-weighting of every InfoNCE denominator (``loss.hard_negative_beta``,
@@ -125,9 +126,6 @@ def loss_names(cfg: RunConfig, modalities: tuple[str, ...]) -> list[str]:
     if cfg.loss.ntxent_weight > 0 and "image" in modalities:
         names.append("ntxent/image")
     if cfg.loss.text_ntxent_weight > 0 and "text" in modalities:
-        if cfg.model.text_generative != "mlm":
-            raise ValueError("loss.text_ntxent_weight needs model.text_generative=mlm: its two views of a caption "
-                             "are two MLM corruptions")
         names.append("ntxent/text")
     if not names:
         raise ValueError("the configuration enables no loss at all")
@@ -224,12 +222,13 @@ class HybridTask(nn.Module):
                     z1, z2 = self.model.heads[m](enc.pooled), self.model.heads[m](view2.pooled)
                     losses["ntxent/image"] = self.cfg.loss.ntxent_weight * nt_xent(z1, z2, self.cfg.loss.ntxent_temperature)
                     counts["ntxent/image"] = x.shape[0]
-            if m == "text" and "ntxent/text" in self.names and enc is not None and ids_target is not None:
-                corrupted, _ = self._mask_tokens(ids_target, attention, generator)
+            if m == "text" and "ntxent/text" in self.names and enc is not None and self.text is not None:
+                clean = ids_target if ids_target is not None else x  # view 1: the MLM corruption, or the caption
+                corrupted, _ = self._mask_tokens(clean, attention, generator, self.cfg.loss.text_ntxent_mask_ratio)
                 view2 = self._encode(m, corrupted, attention, 0.0, generator, plan)
                 z1, z2 = self.model.heads[m](enc.pooled), self.model.heads[m](view2.pooled)
                 losses["ntxent/text"] = self.cfg.loss.text_ntxent_weight * nt_xent(z1, z2, self.cfg.loss.ntxent_temperature)
-                counts["ntxent/text"] = ids_target.shape[0]
+                counts["ntxent/text"] = clean.shape[0]
         sizes, redundancies = self._contrastive(batch, emb, idx, losses, counts, generator, plan)
         if plan is not None:
             losses, sizes, redundancy = self._globalise(losses, counts, sizes, redundancies, plan)
@@ -268,9 +267,10 @@ class HybridTask(nn.Module):
             return ids, attn, None, None
         return batch.get(m), None, None, None
 
-    def _mask_tokens(self, ids: Tensor, attn: Tensor, generator) -> tuple[Tensor, Tensor]:
+    def _mask_tokens(self, ids: Tensor, attn: Tensor, generator, ratio: float | None = None) -> tuple[Tensor, Tensor]:
         return mask_tokens(ids, attn, mask_token_id=self.text.mask_id, vocab_size=self.text.vocab_size,
-                           ratio=self.cfg.model.text_mask_ratio, special_ids=self.text.special_ids, generator=generator)
+                           ratio=self.cfg.model.text_mask_ratio if ratio is None else ratio,
+                           special_ids=self.text.special_ids, generator=generator)
 
     def _global_text_masking(self, batch: dict, generator, plan: RankPlan):
         """MLM corruption drawn for the gathered ids of every rank (as one process would), own rows kept."""
