@@ -74,10 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         error(e.args[0] if isinstance(e, KeyError) and e.args else e)
         return 2
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
+    except Exception as e:  # usage errors of click, or of the click that typer vendors (typer._click)
+        if callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
             e.show()
             return e.exit_code
         raise

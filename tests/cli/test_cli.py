@@ -107,3 +107,10 @@ def test_hostile_config_files_exit_2_in_one_line(tmp_path, capsys):
     assert "circular" in capsys.readouterr().out
     assert main(["train", *TINY, "--set", "train.batch_size=0", "--out", str(tmp_path / "r")]) == 2
     assert "train.batch_size must be >= 1" in capsys.readouterr().out
+
+
+def test_usage_errors_are_one_line_not_a_traceback(capsys):
+    assert main(["ablate", "--no-such-option"]) == 2
+    captured = capsys.readouterr()
+    assert "No such option" in captured.err + captured.out and "Traceback" not in captured.err + captured.out
+    assert main(["train", "--steps", "many"]) == 2
