@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +75,6 @@ def fit_audio_normalisation(dataset: MultimodalDataset, spec: PreprocessSpec, n:
 def build_model(cfg: RunConfig, vocab_size: int, modalities: tuple[str, ...] | None = None) -> HybridModel:
     mcfg = cfg.model
     if modalities is not None:
-        from dataclasses import replace
-
         mcfg = replace(mcfg, modalities=tuple(m for m in mcfg.modalities if m in modalities))
         if not mcfg.modalities:
             raise ValueError(f"the data carries {modalities}, none of the model's modalities {cfg.model.modalities}")
@@ -123,10 +121,8 @@ def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, on_step: Callable[[S
         saved = RunConfig.from_dict(state["config"])
         check_resume_config(saved, cfg)
         schedule = resumed_schedule(int(state["step"]), saved.train.steps, cfg.train.steps, ckpt)
-        for key in RESUME_MAY_CHANGE:  # how far to go and how to execute; never what is learned
-            setattr(saved.train if key.startswith("train.") else saved.data, key.split(".")[1],
-                    getattr(cfg.train if key.startswith("train.") else cfg.data, key.split(".")[1]))
-        cfg = saved
+        # what differs now is only how far to go and how to execute; the data-fitted values are the run's
+        cfg = replace(cfg, name=saved.name, preprocess=saved.preprocess)
         train_set, val_set = build_datasets(cfg.data, cfg.train.seed, None)
         tok_path = run_dir / "tokenizer.json"
         tokenizer = TextTokenizer.from_file(tok_path, cfg.preprocess.text.max_length) if tok_path.exists() else None
