@@ -17,7 +17,6 @@ renamed into place, so a killed build never leaves a cache that looks complete.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -31,6 +30,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from edge_runtime.bundle import sha256_file
+
 from hybridssl.evaluation.embed import extract_embeddings
 from hybridssl.evaluation.finetune import PositionTagged, split_tags
 
@@ -39,20 +40,12 @@ FILES = ("embeddings.safetensors", "fingerprint.json")
 Progress = Callable[[str, int, int], None]
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fingerprint(checkpoint_folder: Path, data: dict[str, Any], seed: int, n_items: int,
                 preprocess: dict[str, Any], modalities: Sequence[str]) -> dict[str, Any]:
     """The JSON-able identity of a cache: teacher weights, data, seed, size, preprocessing, modalities."""
     fp = {
         "format": CACHE_FORMAT,
-        "teacher_weights_sha256": file_sha256(Path(checkpoint_folder) / "model.safetensors"),
+        "teacher_weights_sha256": sha256_file(Path(checkpoint_folder) / "model.safetensors"),
         "data": data,
         "seed": int(seed),
         "n_items": int(n_items),

@@ -130,9 +130,9 @@ class OpenVINOBackend:
 
     def __init__(self, model: Path, threads: int | None = None, inference_precision: str | None = None,
                  weights: Path | None = None) -> None:
-        from edge_runtime.openvino_core import DEFAULT_INFERENCE_PRECISION, compile_config, core
+        from edge_runtime.openvino_core import compile_config, core
 
-        config = compile_config(threads, inference_precision or DEFAULT_INFERENCE_PRECISION)
+        config = compile_config(threads, inference_precision)
         try:
             shared = core()  # one Core per process, never freed: see edge_runtime.openvino_core
             graph = shared.read_model(str(model), str(weights)) if weights else shared.read_model(str(model))

@@ -33,9 +33,11 @@ INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
 DEFAULT_INFERENCE_PRECISION = "f32"
 
 
-def compile_config(threads: int | None, inference_precision: str = DEFAULT_INFERENCE_PRECISION) -> dict[str, str]:
+def compile_config(threads: int | None, inference_precision: str | None = None) -> dict[str, str]:
     """The CPU ``compile_model`` config hssl uses everywhere: latency hint, one stream, ``threads``
-    inference threads (None/0: OpenVINO's choice) and the inference precision, always explicit."""
+    inference threads (None/0: OpenVINO's choice) and the inference precision, always explicit
+    (None: :data:`DEFAULT_INFERENCE_PRECISION`)."""
+    inference_precision = inference_precision or DEFAULT_INFERENCE_PRECISION
     if inference_precision not in INFERENCE_PRECISIONS:
         raise ValueError(f"unknown OpenVINO inference precision {inference_precision!r}; valid: {INFERENCE_PRECISIONS}")
     config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "INFERENCE_PRECISION_HINT": inference_precision}

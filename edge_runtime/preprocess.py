@@ -45,7 +45,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from edge_runtime.bundle import LIMITS, BundleError
-from edge_runtime.png import png_problem
+from edge_runtime.png import file_problem, png_problem
 from edge_runtime.validate import (
     MAX_IMAGE_PIXELS, InputError, check_image_array, check_image_size, check_sample_rate, check_text, check_waveform,
 )
@@ -151,11 +151,7 @@ def decode_image(item: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
 def check_png_complete(source: str | io.BytesIO, what: str) -> None:
     """InputError unless the PNG at ``source`` (a path or a BytesIO) holds every scanline
     (:mod:`edge_runtime.png`: Pillow silently zero-fills the rows of a short PNG)."""
-    if isinstance(source, io.BytesIO):
-        problem = png_problem(io.BytesIO(source.getbuffer()))
-    else:
-        with open(source, "rb") as f:
-            problem = png_problem(f)
+    problem = png_problem(io.BytesIO(source.getbuffer())) if isinstance(source, io.BytesIO) else file_problem(source)
     if problem is not None:
         raise InputError(f"{what} is a truncated or corrupt PNG: {problem}")
 

@@ -161,14 +161,14 @@ def source_entry(loaded, run_dir: Path) -> dict[str, Any]:
 
 
 def learned_logit_scale(run_dir: Path, checkpoint: str | None, cfg) -> float | None:
-    """``exp(temperature.log_scale)`` of the exported checkpoint, clamped as
-    :class:`hybridssl.losses.temperature.LearnableTemperature` clamps it (``[1, 1/min_temperature]``);
-    None for a run without a learned temperature (a student, or a fixed temperature)."""
-    import math
-
+    """The contrastive logit scale 1/T of the exported checkpoint, as the run's
+    :class:`hybridssl.losses.temperature.LearnableTemperature` computes it (``exp(log_scale)``
+    clamped to its range); None for a checkpoint without one (a student run). Only that one tensor is
+    read from the file."""
     from safetensors import safe_open
 
     from hybridssl.checkpoint import latest_checkpoint
+    from hybridssl.losses.temperature import LearnableTemperature
 
     folder = Path(run_dir) / "checkpoints" / checkpoint if checkpoint else latest_checkpoint(Path(run_dir))
     if folder is None or not (folder / "model.safetensors").is_file():
@@ -176,9 +176,10 @@ def learned_logit_scale(run_dir: Path, checkpoint: str | None, cfg) -> float | N
     with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
         if "temperature.log_scale" not in f.keys():
             return None
-        log_scale = float(f.get_tensor("temperature.log_scale"))
-    min_t = float(getattr(getattr(cfg, "loss", None), "min_temperature", 0.01))
-    return round(min(max(math.exp(log_scale), 1.0), 1.0 / min_t), 4)
+        log_scale = f.get_tensor("temperature.log_scale")
+    temperature = LearnableTemperature(min_temperature=cfg.loss.min_temperature, learnable=False)
+    temperature.log_scale.copy_(log_scale)
+    return round(float(temperature()), 4)
 
 
 def file_sizes(paths: dict[str, dict[str, Path]]) -> dict[str, dict[str, Any]]:

@@ -14,7 +14,6 @@ reader and does not import this module.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,6 +21,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from edge_runtime.bundle import sha256_file
 
 FORMAT = "hssl-bundle"
 FORMAT_VERSION = 1
@@ -32,14 +33,6 @@ BUNDLE_README = "README.md"
 TARGETS = ("onnx", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("onnxruntime", "openvino", "tensorrt")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_file_name(modality: str, target: str, precision: str) -> dict[str, str]:

@@ -20,7 +20,6 @@ either the previous checkpoint or the new one, never half of one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -31,6 +30,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from edge_runtime.bundle import sha256_file
 
 CHECKPOINT_FILES = ("model.safetensors", "state.json")
 CHECKSUMS = "checksums.json"
@@ -97,18 +98,10 @@ def save_checkpoint(folder: Path, *, model_state: dict[str, torch.Tensor], state
     return folder
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_checksums(folder: Path) -> None:
     """Record the sha256 of every file of a checkpoint folder in its ``checksums.json`` (last)."""
     folder = Path(folder)
-    sums = {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != CHECKSUMS}
+    sums = {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != CHECKSUMS}
     atomic_write_text(folder / CHECKSUMS, json.dumps(sums, indent=1))
 
 
@@ -131,7 +124,7 @@ def verify_checkpoint(folder: Path) -> None:
         path = folder / name
         if not path.is_file():
             raise ValueError(f"checkpoint {folder} is incomplete: missing {name}")
-        if file_sha256(path) != digest:
+        if sha256_file(path) != digest:
             raise ValueError(f"checkpoint {folder} is corrupt: {name} does not match its sha256")
 
 

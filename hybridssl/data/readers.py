@@ -36,7 +36,7 @@ import numpy as np
 import soundfile as sf
 from PIL import Image, ImageOps
 
-from edge_runtime.png import png_problem
+from edge_runtime.png import file_problem
 from hybridssl.data.sample import BadItem, Sample
 
 MIN_SAMPLE_RATE = 1000
@@ -115,8 +115,7 @@ def read_image(path: str | Path, uid: str, max_pixels: int = 64_000_000) -> np.n
                 raise BadItem(uid, "image_too_large", f"{w}x{h} > {max_pixels} pixels")
             img.load()  # forces a full decode: truncated / corrupt data fails here
             if img.format == "PNG":  # ...except a PNG whose image data end early, which Pillow zero-fills
-                with open(p, "rb") as f:
-                    problem = png_problem(f)
+                problem = file_problem(p)
                 if problem is not None:
                     raise BadItem(uid, "unreadable_image", f"{p}: truncated PNG: {problem}")
             try:

@@ -45,7 +45,6 @@ sha256 mismatch is a ValueError naming the shard.
 from __future__ import annotations
 
 import glob
-import hashlib
 import io
 import itertools
 import json
@@ -60,6 +59,8 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
+
+from edge_runtime.bundle import sha256_file
 
 from hybridssl.data.base import MultimodalDataset
 from hybridssl.data.batching import Skipped
@@ -154,14 +155,6 @@ def _decode_media(uid: str, head: dict[str, Any], members: dict[str, bytes]) -> 
 
 
 # ------------------------------------------------------------------------------ writing
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = len(data), 0o644, 0  # fixed metadata: identical input → identical tar
@@ -198,7 +191,7 @@ class _ShardWriter:
         final = self.out_dir / f"shard-{i:06d}.tar"
         os.replace(self._tmp(i), final)
         self.shards.append({"file": final.name, "count": self.count, "bytes": final.stat().st_size,
-                            "sha256": _sha256(final)})
+                            "sha256": sha256_file(final)})
         self.tar, self.count = None, 0
 
 
@@ -298,7 +291,7 @@ def open_shards(spec: str | Path, verify: bool = False) -> ShardSet:
         raise FileNotFoundError(f"shard(s) {', '.join(missing[:5])} listed in {root / INDEX} are missing")
     if verify:
         for e, f in zip(entries, files):
-            if _sha256(f) != e["sha256"]:
+            if sha256_file(f) != e["sha256"]:
                 raise ValueError(f"shard {f} does not match the sha256 in {INDEX} (corrupt or replaced)")
     return ShardSet(root, index, files, [int(e["count"]) for e in entries])
 
