@@ -117,7 +117,8 @@ class TinyTextEncoder(nn.Module):
     def __init__(self, vocab_size: int, max_length: int, width: int, depth: int, heads: int,
                  mlp_ratio: float = 4.0) -> None:
         super().__init__()
-        from hybridssl.models.encoders import TextStem, make_blocks
+        from hybridssl.models.blocks import make_blocks
+        from hybridssl.models.encoders import TextStem
 
         if vocab_size < 1:
             raise ValueError("a text student needs the teacher's tokenizer (vocab_size >= 1)")

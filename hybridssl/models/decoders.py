@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from hybridssl.models.encoders import make_blocks
+from hybridssl.models.blocks import make_blocks
 from hybridssl.models.masking import gather_tokens
 
 

@@ -15,7 +15,7 @@
 * text  : (B, L) token ids → embedding → (B, L, W), with an attention mask for padding
 
 Learned positional embeddings are added before masking, so visible tokens keep their position.
-Blocks are timm's ViT ``Block`` (pre-norm, SDPA attention). Each encoder exposes
+Blocks are :class:`hybridssl.models.blocks.Block` (pre-norm, SDPA attention, timm's layout). Each encoder exposes
 ``tokens(x)`` (stem + positions) and ``blocks``; the shared trunk and pooling live in
 :class:`hybridssl.models.hybrid.HybridModel`.
 """
@@ -25,14 +25,9 @@ from __future__ import annotations
 import math
 
 import torch
-from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-
-def make_blocks(width: int, depth: int, heads: int, mlp_ratio: float, drop_path: float = 0.0) -> nn.ModuleList:
-    return nn.ModuleList(
-        Block(width, heads, mlp_ratio=mlp_ratio, qkv_bias=True, drop_path=drop_path) for _ in range(depth)
-    )
+from hybridssl.models.blocks import make_blocks
 
 
 class PatchStem(nn.Module):

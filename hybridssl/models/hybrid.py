@@ -22,7 +22,8 @@ from torch import Tensor, nn
 
 from hybridssl.config import ModelConfig
 from hybridssl.models.decoders import MaskedPatchDecoder, MaskedTokenHead
-from hybridssl.models.encoders import STEMS, ModalityEncoder, PatchStem, TextStem, make_blocks
+from hybridssl.models.blocks import make_blocks
+from hybridssl.models.encoders import STEMS, ModalityEncoder, PatchStem, TextStem
 from hybridssl.models.masking import Masking, gather_tokens, random_masking
 from hybridssl.preprocessing import PreprocessSpec
 
