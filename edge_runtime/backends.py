@@ -119,7 +119,7 @@ class OnnxRuntimeBackend:
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return self.session.run(self.output_names[:1], inputs)[0]
+        return np.asarray(self.session.run(self.output_names[:1], inputs)[0])
 
     def run_outputs(self, inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
         return dict(zip(names, self.session.run(names, inputs)))
@@ -148,7 +148,7 @@ class OpenVINOBackend:
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         self._infer(inputs)
-        return self.request.get_output_tensor(0).data.copy()
+        return np.array(self.request.get_output_tensor(0).data)
 
     def run_outputs(self, inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
         self._infer(inputs)

@@ -15,6 +15,8 @@ own buffers) and the process's peak resident set (``resource.getrusage``, monoto
 
 from __future__ import annotations
 
+from functools import partial
+
 import sys
 import time
 import tracemalloc
@@ -37,11 +39,11 @@ def sample_items(model: EdgeModel, modality: str, n: int, seed: int = 0) -> tupl
     """(n raw items, sample rate or None) for ``modality``."""
     rng = np.random.default_rng(seed)
     if modality == "image":
-        side = int(model.image_spec.resize * 1.5)
+        side = int(model.loaded_spec(model.image_spec, "image").resize * 1.5)
         return [rng.integers(0, 256, (side, side + 7, 3), dtype=np.uint8) for _ in range(n)], None
     if modality == "text":
         return [CAPTIONS[i % len(CAPTIONS)] for i in range(n)], None
-    spec = model.audio_spec
+    spec = model.loaded_spec(model.audio_spec, "audio")
     rate = int(spec.sample_rate * 1.5)
     t = np.arange(int(rate * spec.clip_seconds)) / rate
     return [(0.3 * np.sin(2 * np.pi * (200 + 50 * i) * t)).astype(np.float32) for i in range(n)], rate
@@ -85,15 +87,15 @@ def bench_model(model: EdgeModel, batches: Sequence[int], rounds: int = 30,
             items, rate = sample_items(model, m, b)
             feed = model.preprocess(items, m, rate)
             backend = model.towers[m].backend
-            e2e = time_ms(lambda: model.embed(items, m, rate), rounds)
-            core = time_ms(lambda: backend.run(feed), rounds)
+            e2e = time_ms(partial(model.embed, items, m, rate), rounds)
+            core = time_ms(partial(backend.run, feed), rounds)
             p50 = float(np.percentile(e2e, 50))
             row = {
                 "backend": backend.name, "precision": model.precisions[m], "modality": m, "batch": b,
                 "p50_ms": p50, "p95_ms": float(np.percentile(e2e, 95)), "p99_ms": float(np.percentile(e2e, 99)),
                 "items_per_s": b / p50 * 1e3, "model_p50_ms": float(np.percentile(core, 50)),
                 "overhead": max(0.0, 1.0 - float(np.percentile(core, 50)) / p50),
-                "python_peak_mb": python_peak_mb(lambda: model.embed(items, m, rate)), "peak_rss_mb": peak_rss_mb(),
+                "python_peak_mb": python_peak_mb(partial(model.embed, items, m, rate)), "peak_rss_mb": peak_rss_mb(),
             }
             rows.append(row)
             if on_row:

@@ -14,8 +14,8 @@ ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx
              "asimd", "asimddp", "asimdhp", "sve", "sve2", "bf16", "i8mm")
 
 
-def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str, set[str]]:
-    model, flags = "", set()
+def cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str, set[str]]:
+    model, flags = "", set[str]()
     try:
         text = path.read_text(errors="replace")
     except OSError:
@@ -32,7 +32,7 @@ def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str, set[str]]:
 
 def machine_info() -> dict[str, object]:
     """``{"cpu": model, "cores": n, "isa": [flags present], "platform": ..., "machine": arch}``."""
-    model, flags = _cpuinfo()
+    model, flags = cpuinfo()
     return {"cpu": model or platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "isa": [f for f in ISA_FLAGS if f in flags], "platform": platform.platform(),
             "machine": platform.machine()}

@@ -25,17 +25,19 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
 
 from edge_runtime.backends import Backend, BackendError, choose_backend, open_backend
-from edge_runtime.bundle import Bundle, BundleError, TowerFiles, read_bundle
-from edge_runtime.preprocess import (
-    AudioSpec, ImageSpec, TextEncoder, audio_spec, image_spec, log_mel, load_waveform, preprocess_image,
-)
+from edge_runtime.bundle import Bundle, TowerFiles, read_bundle
+from edge_runtime.preprocess import TextEncoder, load_waveform, log_mel, preprocess_image
+from edge_runtime.schema import BundleError
+from edge_runtime.spec import AudioSpec, ImageSpec, audio_spec, image_spec
 from edge_runtime.validate import InputError, check_feed, check_token_feed
+
+_T = TypeVar("_T")
 
 DEFAULT_TEMPLATES = ("a photo of a {}", "{}")
 DEFAULT_LOGIT_SCALE = 100.0
@@ -59,11 +61,11 @@ class Tower:
 def _softmax(x: np.ndarray) -> np.ndarray:
     z = x - x.max(axis=-1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    return np.asarray(e / e.sum(axis=-1, keepdims=True))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    return np.asarray(x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12))
 
 
 class EdgeModel:
@@ -76,7 +78,7 @@ class EdgeModel:
         prep = bundle.manifest["preprocessing"]
         self.image_spec: ImageSpec | None = image_spec(prep) if "image" in towers else None
         self.audio_spec: AudioSpec | None = audio_spec(prep) if "audio" in towers else None
-        self._label_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._label_cache: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -105,7 +107,11 @@ class EdgeModel:
             towers[m] = Tower(files, open_backend(name, files.model, threads, files.inference_precision,
                                                   files.files.get("weights"), providers))
             _check_io(towers[m], bundle)
-        text = TextEncoder.from_file(bundle.tokenizer_path, bundle.max_length) if "text" in towers else None
+        text = None
+        if "text" in towers:
+            if bundle.tokenizer_path is None or bundle.max_length is None:
+                raise BundleError(f"{bundle.root}: the text tower has no tokenizer entry")
+            text = TextEncoder.from_file(bundle.tokenizer_path, bundle.max_length)
         model = cls(bundle, towers, text, batch_size)
         if warmup:
             model.warm_up()
@@ -164,11 +170,11 @@ class EdgeModel:
 
     def _checked_feed(self, feed: Any, tower: Tower) -> dict[str, np.ndarray]:
         """check_feed, plus token ids within the vocabulary and a valid mask for the text tower."""
-        feed = check_feed(feed, tower.files.inputs, f"the {tower.modality} model")
+        checked = check_feed(feed, tower.files.inputs, f"the {tower.modality} model")
         if tower.modality == "text" and self.text is not None:
             names = [spec["name"] for spec in tower.files.inputs]
-            check_token_feed(feed[names[0]], feed[names[1]] if len(names) > 1 else None, self.text.vocab_size)
-        return feed
+            check_token_feed(checked[names[0]], checked[names[1]] if len(names) > 1 else None, self.text.vocab_size)
+        return checked
 
     def _check_output(self, out: np.ndarray, n: int, tower: Tower) -> np.ndarray:
         out = np.asarray(out, dtype=np.float32)
@@ -178,21 +184,30 @@ class EdgeModel:
             raise InputError(f"{tower.files.model.name} returned non-finite embeddings for these inputs (out of range?)")
         return _unit(out)
 
+    def loaded_spec(self, value: _T | None, modality: str) -> _T:
+        """The preprocessing of a tower the model holds (BundleError when it was not loaded)."""
+        if value is None:
+            raise BundleError(f"{self.bundle.root}: no {modality} tower loaded (loaded: {', '.join(self.towers)})")
+        return value
+
     def preprocess_images(self, images: Sequence[Any]) -> dict[str, np.ndarray]:
         tower = self._tower("image")
-        pixels = np.stack([preprocess_image(x, self.image_spec) for x in images])  # (N, 3, S, S)
+        spec = self.loaded_spec(self.image_spec, "image")
+        pixels = np.stack([preprocess_image(x, spec) for x in images])  # (N, 3, S, S)
         return {tower.files.inputs[0]["name"]: pixels}
 
     def preprocess_texts(self, texts: Sequence[Any]) -> dict[str, np.ndarray]:
         tower = self._tower("text")
-        ids, mask = self.text.encode(list(texts))  # (N, L) int64 each
+        text = self.loaded_spec(self.text, "text")
+        ids, mask = text.encode(list(texts))  # (N, L) int64 each
         names = [spec["name"] for spec in tower.files.inputs]
         return {names[0]: ids, names[1]: mask} if len(names) == 2 else {names[0]: ids}
 
     def preprocess_audios(self, clips: Sequence[Any], sample_rate: int | None = None) -> dict[str, np.ndarray]:
         tower = self._tower("audio")
         # one clip at a time: the (T, n_fft) frames of a clip stay in cache (a batched log-mel was 3× slower)
-        mels = [log_mel(load_waveform(c, self.audio_spec, sample_rate), self.audio_spec) for c in clips]  # (M, T) each
+        spec = self.loaded_spec(self.audio_spec, "audio")
+        mels = [log_mel(load_waveform(c, spec, sample_rate), spec) for c in clips]  # (M, T) each
         return {tower.files.inputs[0]["name"]: np.stack(mels)[:, None]}                                   # (N, 1, M, T)
 
     # ------------------------------------------------------------------ embedding

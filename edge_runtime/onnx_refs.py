@@ -18,6 +18,8 @@ Raw tensor bytes are skipped by length, never copied, so a 100 MB graph is scann
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from pathlib import Path
 
 # message kind → {field number: kind of the embedded message}
@@ -49,12 +51,13 @@ def _varint(buf: memoryview, i: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(buf: memoryview):
+def _fields(buf: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
     """``(field number, wire type, value)``: length-delimited values as memoryviews, others as ints."""
     i = 0
     while i < len(buf):
         key, i = _varint(buf, i)
         field, wire = key >> 3, key & 7
+        value: int | memoryview
         if wire == 0:
             value, i = _varint(buf, i)
         elif wire == 1:
@@ -75,7 +78,7 @@ def _fields(buf: memoryview):
 
 def _external_location(tensor: memoryview) -> str | None:
     for field, wire, value in _fields(tensor):
-        if field == 13 and wire == 2:
+        if field == 13 and wire == 2 and isinstance(value, memoryview):
             entry = {f: bytes(v).decode("utf-8", "replace") for f, w, v in _fields(value) if w == 2}
             if entry.get(1) == "location":
                 return entry.get(2, "")
@@ -92,7 +95,7 @@ def _walk(buf: memoryview, kind: str, depth: int, found: set[str]) -> None:
         return
     children = _CHILDREN[kind]
     for field, wire, value in _fields(buf):
-        if wire == 2 and field in children:
+        if wire == 2 and field in children and isinstance(value, memoryview):
             _walk(value, children[field], depth + 1, found)
 
 

@@ -25,12 +25,7 @@ from functools import lru_cache
 from typing import Any
 
 
-#: OpenVINO CPU inference precisions a bundle may ask for (``INFERENCE_PRECISION_HINT``).
-INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
-#: What hssl's exporter measures its parity gate at and writes into every OpenVINO tower entry. The
-#: CPU plugin's own default is bf16 on CPUs with AMX / AVX-512-BF16 (2e-3 off the fp32 graph) and f32
-#: elsewhere, so leaving the hint unset makes the same bundle compute differently per CPU.
-DEFAULT_INFERENCE_PRECISION = "f32"
+from edge_runtime.schema import DEFAULT_INFERENCE_PRECISION, INFERENCE_PRECISIONS
 
 
 def compile_config(threads: int | None, inference_precision: str | None = None) -> dict[str, str]:
@@ -100,4 +95,5 @@ def preserve_signal_stack() -> Iterator[None]:
         if saved:
             gc.collect()  # Cores the block dropped "restore" their stacks now, not after ours
             # flags as read, less SS_ONSTACK (1: "running on it now", reported but never set)
+            assert fn is not None
             fn(ctypes.byref(_StackT(before.ss_sp, before.ss_flags & ~1, before.ss_size)), None)

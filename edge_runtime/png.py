@@ -90,7 +90,7 @@ def png_problem(stream: BinaryIO) -> str | None:
     return None
 
 
-def file_problem(path: str | os.PathLike) -> str | None:
+def file_problem(path: str | os.PathLike[str]) -> str | None:
     """:func:`png_problem` of the PNG file at ``path``, computed once per (path, size, mtime)."""
     st = os.stat(path)
     return _file_problem(os.fspath(path), st.st_size, st.st_mtime_ns)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import io
 import math
 import os
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -44,87 +43,18 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from edge_runtime.bundle import LIMITS, BundleError
+from edge_runtime.schema import BundleError
+from edge_runtime.spec import AudioSpec, ImageSpec
 from edge_runtime.png import file_problem, png_problem
 from edge_runtime.validate import (
     MAX_IMAGE_PIXELS, InputError, check_image_array, check_image_size, check_sample_rate, check_text, check_waveform,
 )
 
-_PIL_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+_PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+               "nearest": Image.Resampling.NEAREST}
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _INT_GREY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 MAX_RESAMPLE_KERNEL = 20_000_000  # floats; e.g. 44101 Hz → 16000 Hz (gcd 1) would need 700 M
-
-
-# ----------------------------------------------------------------------------- specs
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    size: int
-    resize: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    interpolation: str = "bilinear"
-
-
-@dataclass(frozen=True)
-class AudioSpec:
-    sample_rate: int
-    clip_seconds: float
-    n_fft: int
-    hop_length: int
-    n_mels: int
-    f_min: float
-    f_max: float | None
-    log_offset: float
-    norm_mean: float
-    norm_std: float
-
-    @property
-    def num_samples(self) -> int:
-        return int(round(self.sample_rate * self.clip_seconds))
-
-    @property
-    def num_frames(self) -> int:
-        return self.num_samples // self.hop_length + 1
-
-
-def image_spec(preprocessing: dict[str, Any]) -> ImageSpec:
-    """The manifest's ``preprocessing.image`` as an ImageSpec (BundleError when malformed)."""
-    d = preprocessing.get("image") or {}
-    try:
-        spec = ImageSpec(int(d["size"]), int(d["resize"]), tuple(float(v) for v in d["mean"]),  # type: ignore[arg-type]
-                         tuple(float(v) for v in d["std"]), str(d.get("interpolation", "bilinear")))  # type: ignore[arg-type]
-    except (KeyError, TypeError, ValueError) as e:
-        raise BundleError(f"manifest preprocessing.image is malformed ({e.__class__.__name__}: {e})") from None
-    if (spec.size < 1 or spec.resize < spec.size or len(spec.mean) != 3 or len(spec.std) != 3
-            or min(spec.std) <= 0 or spec.interpolation not in _PIL_FILTERS):
-        raise BundleError(f"manifest preprocessing.image is malformed: {d}")
-    if spec.size > LIMITS["image_size"] or spec.resize > LIMITS["image_resize"]:
-        raise BundleError(f"manifest preprocessing.image size {spec.size} / resize {spec.resize} is beyond the bounds "
-                          f"({LIMITS['image_size']} / {LIMITS['image_resize']})")
-    return spec
-
-
-def audio_spec(preprocessing: dict[str, Any]) -> AudioSpec:
-    """The manifest's ``preprocessing.audio`` as an AudioSpec (BundleError when malformed)."""
-    d = preprocessing.get("audio") or {}
-    try:
-        spec = AudioSpec(int(d["sample_rate"]), float(d["clip_seconds"]), int(d["n_fft"]), int(d["hop_length"]),
-                         int(d["n_mels"]), float(d.get("f_min", 0.0)),
-                         None if d.get("f_max") is None else float(d["f_max"]), float(d["log_offset"]),
-                         float(d["norm_mean"]), float(d["norm_std"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise BundleError(f"manifest preprocessing.audio is malformed ({e.__class__.__name__}: {e})") from None
-    if (spec.sample_rate < 1000 or spec.clip_seconds <= 0 or spec.n_fft < 2 or spec.hop_length < 1 or spec.n_mels < 1
-            or spec.norm_std <= 0 or spec.log_offset <= 0 or spec.num_samples <= spec.n_fft // 2):
-        raise BundleError(f"manifest preprocessing.audio is malformed: {d}")
-    if (spec.clip_seconds > LIMITS["clip_seconds"] or spec.n_mels > LIMITS["n_mels"] or spec.sample_rate > 192_000
-            or spec.n_fft > 1 << 16 or not all(math.isfinite(v) for v in (spec.norm_mean, spec.norm_std, spec.log_offset))):
-        raise BundleError(f"manifest preprocessing.audio is beyond the bounds (clip_seconds <= {LIMITS['clip_seconds']}, "
-                          f"n_mels <= {LIMITS['n_mels']}, sample_rate <= 192000, n_fft <= 65536, finite norms): {d}")
-    return spec
 
 
 # ----------------------------------------------------------------------------- image
@@ -200,7 +130,7 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
         rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)  # (H, W, 4)
         alpha = rgba[..., 3:4] / 255.0
         rgb = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)        # (H, W, 3)
-        return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+        return np.asarray(np.clip(np.rint(rgb), 0, 255), dtype=np.uint8)
     if mode in _INT_GREY_MODES or mode == "F":
         grey = _grey_to_uint8(np.asarray(img), is_float=(mode == "F"))  # (H, W)
         return np.repeat(grey[:, :, None], 3, axis=2)
@@ -254,7 +184,7 @@ def matmul_single_thread(a: np.ndarray, b: np.ndarray, max_work: int = 200_000) 
     OpenBLAS's multithreading threshold of 4·65536, harmless with other BLAS libraries)."""
     rows = max(1, max_work // max(1, b.shape[0] * b.shape[1]))
     if a.shape[0] <= rows:
-        return a @ b
+        return np.asarray(a @ b)
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
     for i in range(0, a.shape[0], rows):
         np.matmul(a[i : i + rows], b, out=out[i : i + rows])
@@ -314,7 +244,7 @@ def source_frames_needed(rate: int, spec: AudioSpec) -> int:
     return math.ceil(spec.num_samples / n) * o + width + 1
 
 
-def fit_waveform(wave: np.ndarray, sample_rate: int, spec: AudioSpec) -> np.ndarray:
+def fit_waveform(wave: np.ndarray, sample_rate: int | None, spec: AudioSpec) -> np.ndarray:
     """A mono waveform at ``sample_rate`` → (num_samples,) float32 at the spec rate: resampled,
     trimmed to ``clip_seconds`` (documented clamp) or zero-padded."""
     wave = check_waveform(wave)
@@ -348,6 +278,7 @@ def read_audio(item: Any, spec: AudioSpec | None = None) -> tuple[np.ndarray, in
 
 def load_waveform(item: Any, spec: AudioSpec, sample_rate: int | None = None) -> np.ndarray:
     """A file path / bytes / (wave, rate) pair / waveform at ``sample_rate`` → (num_samples,) float32."""
+    rate: int | None
     if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
         wave, rate = read_audio(item, spec)
     elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], np.ndarray):
@@ -384,7 +315,7 @@ def mel_filter_bank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_m
     slopes = f_pts[None, :] - all_freqs[:, None]                                            # (F, M + 2)
     down = -slopes[:, :-2] / f_diff[:-1]
     up = slopes[:, 2:] / f_diff[1:]
-    return np.maximum(np.float32(0.0), np.minimum(down, up)).astype(np.float32)             # (F, M)
+    return np.asarray(np.maximum(np.float32(0.0), np.minimum(down, up)), dtype=np.float32)             # (F, M)
 
 
 @lru_cache(maxsize=8)

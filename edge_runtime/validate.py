@@ -65,9 +65,9 @@ def check_sample_rate(sample_rate: Any) -> int:
         raise InputError("a waveform needs its sample rate: pass sample_rate=... or a (wave, sample_rate) pair")
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
         raise InputError(f"sample rate must be a number, got {type(sample_rate).__name__}")
-    if not math.isfinite(float(sample_rate)) or float(sample_rate) != int(sample_rate):
+    if not math.isfinite(float(sample_rate)) or float(sample_rate) != round(float(sample_rate)):
         raise InputError(f"sample rate must be a whole number of Hz, got {sample_rate}")
-    rate = int(sample_rate)
+    rate = int(round(float(sample_rate)))
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise InputError(f"sample rate {rate} Hz is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]")
     return rate
@@ -89,7 +89,7 @@ def check_waveform(wave: Any) -> np.ndarray:
         wave = wave.astype(np.float32, copy=False)
     if not np.isfinite(wave).all():
         raise InputError("the waveform holds values beyond the float32 range")
-    return wave
+    return np.asarray(wave)
 
 
 def check_text(text: Any) -> str:
@@ -103,7 +103,7 @@ def check_text(text: Any) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
         raise InputError(f"the text is not valid Unicode ({e.reason} at position {e.start})") from None
-    return text
+    return str(text)
 
 
 def check_feed(feed: Any, inputs: Sequence[Mapping[str, Any]], what: str = "model") -> dict[str, np.ndarray]:
@@ -172,4 +172,4 @@ def check_embeddings(x: Any, dim: int | None = None, what: str = "embeddings") -
         x = x.astype(np.float32, copy=False)
     if not np.isfinite(x).all():
         raise InputError(f"{what} hold non-finite values")
-    return x
+    return np.asarray(x)

@@ -6,10 +6,11 @@ folder, so a failed export (the accuracy guard tripping, a parity failure, a cra
 half-written and never touches an existing bundle. ``commit`` writes ``report.json``, then the
 manifest with the sha256 of **every** other file (``files``), then renames.
 
-:func:`verify_bundle` re-reads a bundle the way a device reader must (format, version, every listed
-file present with its sha256, no unlisted file, every model file referenced by a modality or variant
-listed) — for tests and ``hssl export``'s final check. The device side (``edge_runtime``) has its own
-reader and does not import this module.
+:func:`verify_bundle` re-reads a bundle with the device side's own reader
+(:func:`edge_runtime.bundle.read_bundle`: schema, every listed file present with its sha256, every
+referenced file listed) and also refuses files the manifest does not list — ``hssl export``'s final
+check, so the writer can never commit a bundle the runtime would refuse. The manifest's types and
+rules are :mod:`edge_runtime.schema`.
 """
 
 from __future__ import annotations
@@ -19,36 +20,18 @@ import os
 import shutil
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.bundle import sha256_file
-
-FORMAT = "hssl-bundle"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-REPORT = "report.json"
-TOKENIZER = "tokenizer.json"
-BUNDLE_README = "README.md"
-TARGETS = ("onnx", "onnxruntime", "openvino", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
-BACKENDS = ("onnxruntime", "openvino", "tensorrt")
+from edge_runtime.bundle import read_bundle, sha256_file
+from edge_runtime.schema import MANIFEST_FILE, REPORT_FILE, BundleError, Labels, Manifest
+from hybridssl.jsonsafe import json_safe
 
 
-def model_file_name(modality: str, target: str, precision: str) -> dict[str, str]:
-    """File names of one tower at one precision (docs/bundle.md): ``{"model": …[, "weights": …]}``."""
-    if target not in TARGETS or precision not in PRECISIONS:
-        raise ValueError(f"unknown target/precision {target!r}/{precision!r}")
-    if target == "tensorrt":
-        return {"model": f"{modality}.{precision}.plan"}
-    suffix = "" if precision == "fp32" else f".{precision}"
-    if target == "openvino":
-        return {"model": f"{modality}{suffix}.xml", "weights": f"{modality}{suffix}.bin"}
-    return {"model": f"{modality}{suffix}.onnx"}
 
-
-def labels_entry(prompts: dict[str, list[str]] | None) -> dict[str, Any] | None:
-    """``{"names", "templates", "prompts"}`` from per-class prompts (``class_prompts``), or None.
+def labels_entry(prompts: dict[str, list[str]] | None) -> Labels | None:
+    """The manifest's labels from per-class prompts (``class_prompts``), or None.
 
     ``templates`` are the prompts that read ``template.format(name)`` for *every* class (e.g.
     ``"a picture of a {}"``); ``prompts`` keeps each class's full list (synonyms included), which a
@@ -64,7 +47,7 @@ def labels_entry(prompts: dict[str, list[str]] | None) -> dict[str, Any] | None:
         t = p.replace("{", "{{").replace("}", "}}").replace(first, "{}", 1)
         if all(t.format(n) in prompts[n] for n in names) and t not in templates:
             templates.append(t)
-    return {"names": names, "templates": templates, "prompts": {n: list(v) for n, v in prompts.items()}}
+    return Labels(names, templates, {n: list(v) for n, v in prompts.items()})
 
 
 class BundleWriter:
@@ -72,7 +55,7 @@ class BundleWriter:
 
         with BundleWriter(out_dir) as w:
             path = w.path("image.onnx")   # write files here
-            w.commit(manifest, report)    # hashes, manifest, rename into place
+            w.commit(manifest, report)    # a schema.Manifest: hashes, manifest, rename into place
     """
 
     def __init__(self, out_dir: Path, overwrite: bool = False) -> None:
@@ -105,19 +88,20 @@ class BundleWriter:
     def path(self, name: str) -> Path:
         if self.tmp is None:
             raise RuntimeError("BundleWriter is not open (use it as a context manager)")
-        if "/" in name or name in (MANIFEST, "") or name.startswith("."):
+        if "/" in name or name in (MANIFEST_FILE, "") or name.startswith("."):
             raise ValueError(f"invalid bundle file name {name!r}")
         return self.tmp / name
 
-    def commit(self, manifest: dict[str, Any], report: dict[str, Any]) -> Path:
-        """Write report.json and manifest.json (with every file's sha256) and rename into place."""
+    def commit(self, manifest: Manifest, report: dict[str, Any]) -> Path:
+        """Write report.json and manifest.json (with every file's sha256), verify the bundle with the
+        device reader and rename it into place."""
         if self.tmp is None:
             raise RuntimeError("BundleWriter is not open (use it as a context manager)")
-        (self.tmp / REPORT).write_text(json.dumps(report, indent=1, default=_json_default))
-        files = sorted(p.name for p in self.tmp.iterdir() if p.is_file() and p.name != MANIFEST)
-        manifest = {**manifest, "files": {name: sha256_file(self.tmp / name) for name in files}}
-        manifest.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=_json_default))
+        (self.tmp / REPORT_FILE).write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))
+        files = sorted(p.name for p in self.tmp.iterdir() if p.is_file() and p.name != MANIFEST_FILE)
+        manifest = replace(manifest, files={name: sha256_file(self.tmp / name) for name in files},
+                           created=manifest.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        (self.tmp / MANIFEST_FILE).write_text(json.dumps(json_safe(manifest.to_dict()), indent=1, allow_nan=False))
         verify_bundle(self.tmp)
         old = None
         if self.out_dir.exists():
@@ -128,35 +112,6 @@ class BundleWriter:
             shutil.rmtree(old, ignore_errors=True)
         self.committed = True
         return self.out_dir
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, Path):
-        return str(o)
-    if hasattr(o, "item"):
-        return o.item()
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
-
-
-def _tower_entries(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    entries = list(manifest.get("modalities", {}).values())
-    for per in (manifest.get("variants") or {}).values():
-        entries.extend(per.values())
-    return entries
-
-
-def referenced_files(manifest: dict[str, Any]) -> set[str]:
-    """Every file a reader opens: model files of modalities and variants (fixed-batch copies
-    included), the tokenizer."""
-    names: set[str] = set()
-    for entry in _tower_entries(manifest):
-        names.update(entry.get("files", {}).values())
-        names.update(f["model"] for f in (entry.get("static") or {}).values())
-    if manifest.get("tokenizer"):
-        names.add(manifest["tokenizer"]["file"])
-    return names
 
 
 def bundle_readme(manifest: dict[str, Any]) -> str:
@@ -170,7 +125,7 @@ def bundle_readme(manifest: dict[str, Any]) -> str:
              "## Benchmark with OpenVINO's benchmark_app", "",
              "The graphs have a dynamic batch axis, so give benchmark_app the shape to use "
              "(`-data_shape` for ONNX / IR files with a dynamic batch; batch 1 here):", "", "```bash"]
-    for m, entry in manifest["modalities"].items():
+    for entry in manifest["modalities"].values():
         inputs = ",".join(f"{i['name']}[{','.join('1' if d == 'batch' else str(d) for d in i['shape'])}]"
                           for i in entry["inputs"])
         lines.append(f"benchmark_app -m {entry['files']['model']} -d CPU -hint latency -data_shape \"{inputs}\""
@@ -187,27 +142,10 @@ def bundle_readme(manifest: dict[str, Any]) -> str:
 
 
 def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
-    """Check a bundle against its manifest (module docstring); returns the manifest."""
-    bundle_dir = Path(bundle_dir)
-    path = bundle_dir / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{bundle_dir} is not a bundle (no {MANIFEST})")
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: unknown format {manifest.get('format')!r} version {manifest.get('format_version')!r} "
-                         f"(expected {FORMAT!r} {FORMAT_VERSION})")
-    listed = manifest.get("files") or {}
-    present = {p.name for p in bundle_dir.iterdir() if p.is_file() and p.name != MANIFEST}
-    if missing := sorted(set(listed) - present):
-        raise ValueError(f"{bundle_dir}: files listed in the manifest are missing: {', '.join(missing)}")
-    if extra := sorted(present - set(listed)):
-        raise ValueError(f"{bundle_dir}: files not listed in the manifest: {', '.join(extra)}")
-    if unlisted := sorted(referenced_files(manifest) - set(listed)):
-        raise ValueError(f"{bundle_dir}: the manifest references files it does not list: {', '.join(unlisted)}")
-    for name, digest in listed.items():
-        if sha256_file(bundle_dir / name) != digest:
-            raise ValueError(f"{bundle_dir}: {name} was modified (sha256 mismatch)")
-    return manifest
+    """Check a bundle as the device reader does, and that it holds no file the manifest does not
+    list (module docstring); returns the manifest."""
+    bundle = read_bundle(bundle_dir, verify=True)
+    present = {p.name for p in Path(bundle_dir).iterdir() if p.is_file() and p.name != MANIFEST_FILE}
+    if extra := sorted(present - set(bundle.manifest["files"])):
+        raise BundleError(f"{bundle_dir}: files not listed in the manifest: {', '.join(extra)}")
+    return bundle.manifest

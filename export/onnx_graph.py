@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.towers import TowerIO, feeds_to_torch
+from edge_runtime.schema import TowerIO
+from export.towers import feeds_to_torch
 
 MAX_IR_VERSION = 10            # ONNX Runtime ≥ 1.16 and OpenVINO 2024+ load IR 10
 EXPORTERS = ("legacy", "dynamo")

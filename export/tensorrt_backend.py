@@ -32,7 +32,7 @@ import numpy as np
 
 from export.backends import require
 from export.onnx_graph import op_types
-from export.towers import TowerIO
+from edge_runtime.schema import TowerIO
 
 SUPPORTED_OPS = frozenset("""
 Abs Acos Acosh Add AffineGrid And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization

@@ -19,59 +19,16 @@ real tokens (``TextTokenizer.encode``'s boolean mask cast to int64).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from edge_runtime.schema import MODALITIES, tower_io
 from hybridssl.preprocessing import PreprocessSpec
 from hybridssl.tokenizer import TextTokenizer
 
-MODALITY_ORDER = ("image", "text", "audio")
-BATCH = "batch"
 EXAMPLE_CAPTIONS = ("a red circle on the left", "a small blue square with stripes at the top of the picture")
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    shape: tuple[int | str, ...]     # "batch" marks the dynamic axis
-    dtype: str                       # numpy dtype name
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-
-
-@dataclass(frozen=True)
-class TowerIO:
-    modality: str
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-
-    @property
-    def input_names(self) -> list[str]:
-        return [t.name for t in self.inputs]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [t.name for t in self.outputs]
-
-
-def tower_io(modality: str, spec: PreprocessSpec, embed_dim: int) -> TowerIO:
-    """The bundle's input/output signature of one tower (module docstring)."""
-    if modality == "image":
-        s = spec.image.size
-        inputs: tuple[TensorSpec, ...] = (TensorSpec("pixels", (BATCH, 3, s, s), "float32"),)
-    elif modality == "text":
-        n = spec.text.max_length
-        inputs = (TensorSpec("input_ids", (BATCH, n), "int64"), TensorSpec("attention_mask", (BATCH, n), "int64"))
-    elif modality == "audio":
-        inputs = (TensorSpec("log_mel", (BATCH, 1, spec.audio.n_mels, spec.audio.num_frames), "float32"),)
-    else:
-        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITY_ORDER}")
-    return TowerIO(modality, inputs, (TensorSpec("embedding", (BATCH, embed_dim), "float32"),))
 
 
 class PatchTower(nn.Module):
@@ -141,7 +98,7 @@ def torch_to_feeds(modality: str, x: Tensor, attention: Tensor | None = None) ->
         return {"input_ids": x.cpu().numpy().astype(np.int64), "attention_mask": attention.cpu().numpy().astype(np.int64)}
     name = {"image": "pixels", "audio": "log_mel"}.get(modality)
     if name is None:
-        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITY_ORDER}")
+        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
     return {name: x.detach().cpu().numpy().astype(np.float32)}
 
 

@@ -23,7 +23,8 @@ import torch
 from PIL import Image
 
 from hybridssl.config import load_config
-from hybridssl.run import load_run, train_run
+from hybridssl.runs import load_run
+from hybridssl.app.train import train_run
 
 TINY = ["data.train_size=64", "data.val_size=32", "train.eval_size=32", "train.batch_size=8", "train.ckpt_every=0",
         "train.steps=2", "train.threads=1"]

@@ -1,18 +1,18 @@
 """The machine description every benchmark JSON carries."""
 
-from edge_runtime.machine import ISA_FLAGS, _cpuinfo, machine_info
+from edge_runtime.machine import ISA_FLAGS, cpuinfo, machine_info
 
 
 def test_cpuinfo_of_x86_and_arm(tmp_path):
     x86 = tmp_path / "x86"
     x86.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum\nflags\t\t: fpu sse4_2 avx2 avx512f "
                    "avx512_vnni amx_bf16 amx_tile\n\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum\n")
-    model, flags = _cpuinfo(x86)
+    model, flags = cpuinfo(x86)
     assert model == "Intel(R) Xeon(R) Platinum" and {"avx2", "avx512_vnni", "amx_bf16"} <= flags
     arm = tmp_path / "arm"
     arm.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp sve\nCPU part\t: 0xd0c\n")
-    assert _cpuinfo(arm)[1] >= {"asimd", "asimddp"}
-    assert _cpuinfo(tmp_path / "missing") == ("", set())
+    assert cpuinfo(arm)[1] >= {"asimd", "asimddp"}
+    assert cpuinfo(tmp_path / "missing") == ("", set())
 
 
 def test_machine_info_names_the_cpu_and_only_known_flags():

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from edge_runtime import preprocess as P
+from edge_runtime import spec as S
 from edge_runtime.validate import InputError
 from hybridssl.data.readers import read_audio, read_image
 from hybridssl.preprocessing import AudioSpec, ImageSpec, TextSpec, PreprocessSpec, preprocess_audio, preprocess_image
@@ -22,7 +23,7 @@ TOL = 1e-4
 
 def _edge_specs(spec: PreprocessSpec):
     d = spec.to_dict()
-    return P.image_spec(d), P.audio_spec(d)
+    return S.image_spec(d), S.audio_spec(d)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_exif_orientation_is_applied_like_training(media):
 @pytest.mark.parametrize("shape", [(50, 70, 3), (32, 32, 3), (100, 33, 3), (7, 9, 3)])
 def test_image_arrays_and_pil_match(interpolation, shape):
     spec = ImageSpec(size=24, resize=28, interpolation=interpolation)
-    espec = P.image_spec({"image": spec.__dict__})
+    espec = S.image_spec({"image": spec.__dict__})
     img = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
     ref = preprocess_image(img, spec).numpy()
     np.testing.assert_array_equal(P.preprocess_image(img, espec), ref)

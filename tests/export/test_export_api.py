@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from distill.runs import load_any_run
+from hybridssl.runs import load_run
 from export.api import export_run
 from export.backends import OrtRunner
 from export.bundle import sha256_file, verify_bundle
@@ -80,7 +80,7 @@ def test_every_step_is_parity_checked(ort_bundle):
 @pytest.mark.parametrize("name", ["image{}.onnx", "text{}.onnx", "audio{}.onnx"])
 def test_bundle_graphs_match_pytorch_in_onnxruntime(ort_bundle, tiny_run, name):
     out, _ = ort_bundle
-    run = load_any_run(tiny_run)
+    run = load_run(tiny_run)
     m = name.split("{")[0]
     for batch in (1, 5):
         feeds = example_feeds(m, run.spec, run.tokenizer, batch=batch, seed=batch)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from distill.runs import load_any_run
+from hybridssl.runs import load_run
 from hybridssl.preprocessing import preprocess_audio, preprocess_image
 
 
@@ -13,7 +13,7 @@ def test_edge_runtime_reproduces_pytorch_on_an_exported_bundle(tiny_run, ort_bun
     from edge_runtime.model import EdgeModel
 
     bundle, report = ort_bundle
-    run = load_any_run(tiny_run)
+    run = load_run(tiny_run)
     edge = EdgeModel.load(bundle, backend="onnxruntime", precision="fp32", threads=1)
     assert set(edge.modalities) == set(run.model.modalities)
     rng = np.random.default_rng(0)

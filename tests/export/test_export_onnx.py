@@ -8,7 +8,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from distill.runs import load_any_run
+from hybridssl.runs import load_run
 from export.backends import OrtRunner
 from export.onnx_graph import (MAX_IR_VERSION, check_onnx, export_onnx, op_types, optimize_onnx, rename_value,
                                save_checked, topological_sort)
@@ -26,7 +26,7 @@ FP32_PARITY = 1e-4
 
 @pytest.fixture(scope="module")
 def run(tiny_run):
-    return load_any_run(tiny_run)
+    return load_run(tiny_run)
 
 
 def test_tower_io_signature(run):

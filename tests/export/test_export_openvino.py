@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from distill.runs import load_any_run
+from hybridssl.runs import load_run
 from export.bundle import verify_bundle
 from export.towers import example_feeds, torch_embed
 
@@ -44,7 +44,7 @@ def test_ir_runs_in_openvino_like_pytorch(ov_bundle, tiny_run, suffix, tol):
     from export.backends import OpenVinoRunner
 
     out, _ = ov_bundle
-    run = load_any_run(tiny_run)
+    run = load_run(tiny_run)
     for m in ("image", "text"):
         feeds = example_feeds(m, run.spec, run.tokenizer, batch=3, seed=7)
         ref = torch_embed(run.model, m, feeds)

@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import pytest
 
-from distill.runs import load_any_run
+from hybridssl.runs import load_run
 from export.backends import OrtRunner
 from export.data import calibration_feeds, run_splits, split_feeds
 from export.quantize_ort import (FeedReader, QuantSettings, convert_fp16, node_groups, quantize_dynamic_int8,
@@ -16,7 +16,7 @@ from export.quantize_ort import (FeedReader, QuantSettings, convert_fp16, node_g
 
 @pytest.fixture(scope="module")
 def real(tiny_run):
-    run = load_any_run(tiny_run)
+    run = load_run(tiny_run)
     train, val = run_splits(run.cfg)
     feeds = {m: calibration_feeds(train, m, run.spec, run.tokenizer, 48) for m in ("image", "text", "audio")}
     held = {m: split_feeds(calibration_feeds(val, m, run.spec, run.tokenizer, 32), 32)[0] for m in ("image", "text")}

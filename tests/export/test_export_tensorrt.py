@@ -9,7 +9,7 @@ from export.api import export_run
 from export.backends import available
 from export.tensorrt_backend import (SUPPORTED_OPS, BatchProfile, TensorRTUnavailable, check_graph, gpu_name,
                                      summarize_problems)
-from export.towers import tower_io
+from edge_runtime.schema import tower_io
 from hybridssl.preprocessing import PreprocessSpec
 
 HAS_TRT_GPU = available("tensorrt") and gpu_name() is not None
@@ -72,7 +72,7 @@ def test_tensorrt_target_without_tensorrt_is_one_line(tiny_run, tmp_path, fast):
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_TRT_GPU, reason=f"{WHY}: TensorRT engines need TensorRT and an NVIDIA GPU")
 def test_tensorrt_engines_match_pytorch(tiny_run, tmp_path, fast):
-    from distill.runs import load_any_run
+    from hybridssl.runs import load_run
     from export.bundle import verify_bundle
     from export.tensorrt_backend import TensorRTRunner
     from export.towers import example_feeds, torch_embed
@@ -82,7 +82,7 @@ def test_tensorrt_engines_match_pytorch(tiny_run, tmp_path, fast):
     assert manifest["modalities"]["image"]["files"]["model"].endswith(".plan")
     steps = {s["step"]: s for s in report["steps"]}
     assert all(c["min"] > 0.999 for c in steps["tensorrt-fp16"]["cosine"].values())
-    run = load_any_run(tiny_run)
+    run = load_run(tiny_run)
     for m in ("image", "text", "audio"):
         feeds = example_feeds(m, run.spec, run.tokenizer, batch=3)
         got = TensorRTRunner(tmp_path / "b" / f"{m}.fp16.plan", 64)(feeds)
