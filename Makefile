@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test lint bench clean
 
 install: $(STAMP)
 
@@ -17,6 +17,11 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# ruff (pyflakes, isort, bugbear) and mypy (strict on edge_runtime), as configured in pyproject.toml
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) benchmarks/train_throughput.py

@@ -40,7 +40,8 @@ from hybridssl.data.splits import build_datasets
 from hybridssl.data.synthetic_text import ATTRIBUTES
 from hybridssl.evaluation.probes import linear_probe
 from hybridssl.preprocessing import preprocess_image
-from hybridssl.run import build_model, load_run, train_run
+from hybridssl.runs import build_model, load_run
+from hybridssl.app.train import train_run
 from hybridssl.schedule import warmup_cosine
 
 OUT = Path(__file__).parent / "results" / "ceiling.json"

@@ -35,7 +35,8 @@ from torch.utils.data import DataLoader
 from hybridssl.config import load_config
 from hybridssl.data.batching import Collator, SafeDataset, StepBatchSampler
 from hybridssl.data.shards import ShardDataset, write_shards
-from hybridssl.run import build_model, prepare
+from hybridssl.runs import build_model
+from hybridssl.app.train import prepare
 from hybridssl.trainer import Trainer
 
 OUT = Path(__file__).parent / "results" / "dataloader.json"

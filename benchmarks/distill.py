@@ -39,7 +39,7 @@ console = Console()
 
 def train_teacher(config: str, steps: int | None, threads: int, overrides: list[str], out: Path) -> tuple[Path, float]:
     from hybridssl.config import load_config, preset_path
-    from hybridssl.run import train_run
+    from hybridssl.app.train import train_run
 
     try:
         preset_path(config)

@@ -3,7 +3,7 @@
 For every tower of a bundle and every batch size, interleaved rounds of
 
 - **torch**: the training-side preprocessing (``hybridssl.preprocessing`` / ``TextTokenizer``) of
-  the raw items + ``model.embed`` of the source run (``distill.runs.load_any_run``) in eager mode
+  the raw items + ``model.embed`` of the source run (``hybridssl.runs.load_run``) in eager mode
   under ``torch.inference_mode`` with ``--threads`` intra-op threads;
 - **runtime**: ``EdgeModel.embed`` on the same raw items (numpy preprocessing + the back end with
   ``--threads`` intra-op threads, one inter-op thread);
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 import sys
 import tempfile
 from edge_runtime.machine import machine_info
@@ -40,7 +41,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from distill.runs import load_any_run
+from hybridssl.runs import load_run
 from edge_runtime.bench import sample_items, time_ms
 from edge_runtime.model import EdgeModel
 from hybridssl.preprocessing import preprocess_audio, preprocess_image
@@ -75,8 +76,8 @@ def interleaved(fns: dict[str, Any], rounds: int, chunk: int = 5) -> dict[str, n
 
 
 def bench(bundle: Path, run_dir: Path, threads: int, batches: list[int], rounds: int, backend: str) -> dict[str, Any]:
-    torch.set_num_threads(threads)
-    loaded = load_any_run(run_dir)
+    torch.set_num_threads(threads)  # a benchmark process: set once, for its whole life
+    loaded = load_run(run_dir)
     edge = EdgeModel.load(bundle, backend=backend, threads=threads)
     rows = []
     for m in edge.modalities:
@@ -86,7 +87,7 @@ def bench(bundle: Path, run_dir: Path, threads: int, batches: list[int], rounds:
             backend_run = edge.towers[m].backend.run
             ref = torch_embed_fn(loaded, m, items, rate)
             cos = float(np.min(np.sum(ref() * edge.embed(items, m, rate).reshape(b, -1), axis=1)))
-            t = interleaved({"torch": ref, "runtime": lambda: edge.embed(items, m, rate), "model": lambda: backend_run(feed)},
+            t = interleaved({"torch": ref, "runtime": partial(edge.embed, items, m, rate), "model": partial(backend_run, feed)},
                             rounds)
             p = {k: (float(np.percentile(v, 10)), float(np.percentile(v, 50))) for k, v in t.items()}
             rows.append({"modality": m, "batch": b, "backend": edge.backends[m], "precision": edge.precisions[m],

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # this file shares its name with a package: the repository root must come first, this folder not at all
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 
-from distill.runs import load_any_run
+from hybridssl.runs import load_run
 from export.api import export_run
 from export.backends import OpenVinoRunner, OrtRunner, Runner
 from export.data import calibration_feeds, run_splits, split_feeds
@@ -59,7 +59,7 @@ STEP = {("onnxruntime", "fp32"): "optimize", ("onnxruntime", "int8"): "ort-int8"
 
 def train_small(root: Path, steps: int, threads: int) -> Path:
     from hybridssl.config import load_config
-    from hybridssl.run import train_run
+    from hybridssl.app.train import train_run
 
     run = root / "small-teacher"
     console.print(f"training a small teacher for {steps} steps in {run} …")
@@ -107,7 +107,7 @@ def timed(fn: Runner, feeds: dict[str, np.ndarray], iters: int) -> list[float]:
 
 def measure_latency(run, runners, threads: int, rounds: int, iters: int) -> dict[str, Any]:
     """{tower: {batch: {"backend/precision": {"p10_ms", "median_ms"}}}}, interleaved rounds."""
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads)  # a benchmark process: set once, for its whole life
     _, val = run_splits(run.cfg)
     out: dict[str, Any] = {}
     for m in run.model.modalities:
@@ -115,7 +115,7 @@ def measure_latency(run, runners, threads: int, rounds: int, iters: int) -> dict
         for batch in (1, 8):
             feeds = {k: v[:batch] for k, v in items.items()}
             samples: dict[str, list[float]] = {f"{b}/{p}": [] for b, p in runners}
-            for (b, p), towers in runners.items():              # warm-up
+            for towers in runners.values():                       # warm-up
                 timed(towers[m], feeds, 3)
             for _ in range(rounds):
                 for (b, p), towers in runners.items():
@@ -231,7 +231,7 @@ def render(name: str, result: dict[str, Any]) -> None:
 
 def bench_run(run_dir: Path, root: Path, args) -> dict[str, Any]:
     reports = export_both(run_dir, root, args.threads, args.eval_size)
-    run = load_any_run(run_dir)
+    run = load_run(run_dir)
     runners = runners_for(run, reports, args.threads)
     result = {"run": str(run_dir), "kind": reports["onnxruntime"]["source"]["kind"], "threads": args.threads,
               "eval_items": reports["onnxruntime"]["reference"]["held_out_items"],

@@ -24,7 +24,8 @@ from rich.table import Table
 
 from hybridssl.config import load_config
 from hybridssl.data.batching import Collator, SafeDataset, StepBatchSampler
-from hybridssl.run import build_model, prepare
+from hybridssl.runs import build_model
+from hybridssl.app.train import prepare
 from hybridssl.trainer import param_groups
 from hybridssl.task import HybridTask, TextMasking
 

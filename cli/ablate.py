@@ -8,10 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from hybridssl.data.specs import forms_help
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.console import console
+from cli.console import PhaseProgress, console
 
 
 def ablate(
@@ -22,18 +21,12 @@ def ablate(
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/ablation"),
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="extra config override for every variant")] = None,
 ) -> None:
-    from hybridssl.ablation import METRIC_NAMES, attribute_metrics, run_ablation
+    from hybridssl.app.ablation import METRIC_NAMES, attribute_metrics, run_ablation
 
     if seeds < 1:
         raise ValueError("--seeds must be at least 1")
-    with Progress(TextColumn("[bold]ablate"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                  TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("", total=None)
-
-        def on_event(what: str, done: int, total: int) -> None:
-            bar.update(task, description=what, completed=done, total=total)
-
-        result = run_ablation(config, data or ["builtin"], tuple(range(seeds)), out, quick, set_ or [], on_event)
+    with PhaseProgress("ablate") as bar:
+        result = run_ablation(config, data or ["builtin"], tuple(range(seeds)), out, quick, set_ or [], bar.update)
     for spec, per in result["table"].items():
         metrics = [m for m in METRIC_NAMES if any(m in v for v in per.values())]
         console.print(_table(f"Ablation on {spec} (%, mean ± std over {seeds} seed(s))", per, metrics,
@@ -47,7 +40,7 @@ def ablate(
 
 
 def _table(title: str, per: dict, metrics: list[str], headers: list[str]) -> Table:
-    from hybridssl.ablation import VARIANTS
+    from hybridssl.app.ablation import VARIANTS
 
     t = Table(title=title)
     t.add_column("variant")

@@ -1,4 +1,4 @@
-"""Shared rich rendering for the CLI: the training progress bar and result tables."""
+"""Shared rich rendering for the CLI: the progress bars and result tables."""
 
 from __future__ import annotations
 
@@ -29,15 +29,44 @@ def short(name: str) -> str:
     return f"{'c' if group == 'contrastive' else group}:{what}"
 
 
+def progress_bar(label: str, *, enabled: bool = True, eta: bool = False, described: bool = True) -> Progress:
+    """The one bar style of every hssl command: ``label``, bar, done/total, the current phase, elapsed
+    time (and ETA when the total is known up front)."""
+    columns: list[Any] = [TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn()]
+    if described:
+        columns.append(TextColumn("{task.description}"))
+    columns.append(TimeElapsedColumn())
+    if eta:
+        columns += [TextColumn("ETA"), TimeRemainingColumn()]
+    return Progress(*columns, console=console, disable=not enabled, transient=False)
+
+
+class PhaseProgress:
+    """A bar fed by the library's ``progress(what, done, total)`` callbacks (export, eval, ablate,
+    distill); use as a context manager and pass :meth:`update` as the callback. An empty ``what``
+    keeps the current description."""
+
+    def __init__(self, label: str, first: str = "", enabled: bool = True) -> None:
+        self.bar = progress_bar(label, enabled=enabled)
+        self.task = self.bar.add_task(first, total=None)
+
+    def __enter__(self) -> "PhaseProgress":
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
+
+    def update(self, what: str, done: int, total: int) -> None:
+        self.bar.update(self.task, completed=done, total=total, **({"description": what} if what else {}))
+
+
 class TrainProgress:
     """A progress bar showing loss terms, weights, samples/s and ETA; use as a context manager."""
 
     def __init__(self, total: int, start: int = 0, enabled: bool = True) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, disable=not enabled,
-            transient=False,
-        )
+        self.progress = progress_bar("train", enabled=enabled, eta=True, described=False)
+        self.progress.columns = (*self.progress.columns[:3], TextColumn("{task.fields[info]}"), *self.progress.columns[3:])
         self.task = self.progress.add_task("train", total=total, completed=start, info="")
 
     def __enter__(self) -> "TrainProgress":

@@ -92,7 +92,7 @@ def demo(
     from distill.report import format_row
     from export.api import export_run
     from hybridssl.config import load_config
-    from hybridssl.run import train_run
+    from hybridssl.app.train import train_run
 
     t0 = time.perf_counter()
     cfg = load_config("tiny", ["train.steps=30", "train.ckpt_every=0"]) if quick else load_config("small")

@@ -14,10 +14,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from hybridssl.data.specs import forms_help
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.console import TrainProgress, console, print_heldout, skip_table
+from cli.console import PhaseProgress, TrainProgress, console, print_heldout, skip_table
 
 
 class Bars:
@@ -26,8 +25,7 @@ class Bars:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.train: TrainProgress | None = None
-        self.phase: Progress | None = None
-        self.task: Any = None
+        self.phase: PhaseProgress | None = None
 
     def _close_train(self) -> None:
         if self.train is not None:
@@ -42,12 +40,8 @@ class Bars:
     def on_progress(self, what: str, done: int, total: int) -> None:
         self._close_train()
         if self.phase is None:
-            self.phase = Progress(TextColumn("[bold]distill"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                                  disable=not self.enabled)
-            self.phase.__enter__()
-            self.task = self.phase.add_task(what, total=total)
-        self.phase.update(self.task, description=what, completed=done, total=total)
+            self.phase = PhaseProgress("distill", what, enabled=self.enabled).__enter__()
+        self.phase.update(what, done, total)
 
     def on_start(self, trainer: Any) -> None:
         self._close_phase()

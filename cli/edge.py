@@ -13,10 +13,10 @@ from typing import Annotated, Any, Optional
 
 import numpy as np
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.console import console, kv_table, warn
+from cli.console import console, kv_table, progress_bar, warn
+from edge_runtime.schema import MODALITIES
 
 BundleArg = Annotated[Path, typer.Argument(help="a bundle folder written by hssl export")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="auto | onnxruntime | openvino | tensorrt")]
@@ -61,7 +61,7 @@ def embed(bundle: BundleArg,
         raise ValueError("nothing to embed: pass files and/or --text")
     model = _load(bundle, backend, threads, precision)
     rows = np.zeros((len(items), model.embed_dim), dtype=np.float32)
-    for modality in ("image", "text", "audio"):
+    for modality in MODALITIES:
         idx = [i for i, it in enumerate(items) if it[2] == modality]
         if idx:
             rows[idx] = model.embed([items[i][1] for i in idx], modality)
@@ -112,8 +112,7 @@ def index(bundle: BundleArg,
     if not paths:
         raise ValueError(f"{folder} holds no image or audio files")
     model = _load(bundle, backend, threads, precision)
-    bar = Progress(TextColumn("[bold]index"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                   disable=not progress)
+    bar = progress_bar("index", enabled=progress, described=False)
     with bar:
         task = bar.add_task("index", total=len(paths))
         gallery, skipped = index_files(model, paths, folder, batch, lambda n: bar.update(task, completed=n))

@@ -1,6 +1,6 @@
 """`hssl eval RUN_DIR`: retrieval, zero-shot, low-label protocols and embedding quality of a run.
 
-A thin layer over :func:`hybridssl.evaluation.protocols.evaluate_run`: parses the options, shows a
+A thin layer over :func:`hybridssl.app.evaluate.evaluate_run`: parses the options, shows a
 progress bar, renders the returned dict as rich tables and says where the files went.
 """
 
@@ -10,15 +10,14 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.console import console, retrieval_table, skip_table, zero_shot_table
+from cli.console import PhaseProgress, console, retrieval_table, skip_table, zero_shot_table
 
 
 def parse_fractions(text: str) -> tuple[float, ...]:
     """``"0.01,0.05,1"`` → (0.01, 0.05, 1.0); every value must lie in (0, 1]."""
-    from hybridssl.evaluation.protocols import check_fractions
+    from hybridssl.evaluation.lowlabel import check_fractions
 
     items = [t.strip() for t in text.split(",") if t.strip()]
     values = []
@@ -102,8 +101,7 @@ def evaluate(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bar")] = False,
 ) -> None:
     from hybridssl.evaluation.finetune import FinetuneConfig
-    from distill.runs import load_any_run
-    from hybridssl.evaluation.protocols import evaluate_run
+    from hybridssl.app.evaluate import evaluate_run
 
     fracs = parse_fractions(fractions)
     if seeds < 1:
@@ -112,18 +110,11 @@ def evaluate(
     ft_cfg = FinetuneConfig(steps=finetune_steps, lr_encoder=encoder_lr, lr_head=head_lr)
     console.print(f"[bold]hssl eval[/] {run_dir}: fractions {', '.join(f'{f:g}' for f in fracs)}, {seeds} seed(s), "
                   f"fine-tuning {'on' if finetune else 'off'}")
-    bar = Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                   TimeElapsedColumn(), console=console, disable=no_progress, transient=False)
-    task = bar.add_task("loading", total=None)
-
-    def on_progress(what: str, done: int, total: int) -> None:
-        bar.update(task, description=what, completed=done, total=total)
-
-    with bar:
+    with PhaseProgress("eval", "loading", enabled=not no_progress) as bar:
         result = evaluate_run(run_dir, data=data, fractions=fracs, seeds=tuple(range(seeds)), finetune=finetune,
                               finetune_steps=finetune_steps, prompts=templates, out_dir=out, pool_size=pool_size,
-                              test_size=test_size, progress=on_progress, modality=modality, checkpoint=checkpoint,
-                              splits_file=splits, finetune_config=ft_cfg, threads=threads, loader=load_any_run,
+                              test_size=test_size, progress=bar.update, modality=modality, checkpoint=checkpoint,
+                              splits_file=splits, finetune_config=ft_cfg, threads=threads,
                               probe_input=probe_input)
     console.print(f"data: {result['data']['description']}")
     console.print(retrieval_table(result))

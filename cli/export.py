@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.console import console, error, warn
+from cli.console import PhaseProgress, console, error, warn
 
 
 def parse_list(text: str | None, option: str) -> tuple[str, ...]:
@@ -98,16 +97,9 @@ def export(
     from export.tensorrt_backend import TensorRTUnavailable
 
     out = out or Path(run_dir) / f"bundle-{target}"
-    bar = Progress(TextColumn("[bold]export"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                   TimeElapsedColumn(), console=console, disable=no_progress, transient=False)
-    task = bar.add_task("loading the run", total=None)
-
-    def on_progress(what: str, done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total, **({"description": what} if what else {}))
-
     try:
-        with bar:
-            report = export_run(run_dir, out, target, precision, progress=on_progress, calibration=calibration,
+        with PhaseProgress("export", "loading the run", enabled=not no_progress) as bar:
+            report = export_run(run_dir, out, target, precision, progress=bar.update, calibration=calibration,
                                 calibration_size=calibration_size, per_channel=per_channel, reduce_range=reduce_range,
                                 keep_float=parse_list(keep_float, "--keep-float"), max_drop=max_drop,
                                 eval_size=eval_size, modalities=parse_list(modalities, "--modalities") or None,

@@ -11,7 +11,7 @@ from cli.console import console, kv_table, print_heldout, skip_table
 
 
 def info(run_dir: Annotated[Path, typer.Argument(help="a run directory written by hssl train")]) -> None:
-    from hybridssl.run import run_summary
+    from hybridssl.app.train import run_summary
 
     s = run_summary(run_dir)
     console.print(kv_table(f"Run {run_dir}", s["overview"]))

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from cli.console import console
+from cli.console import console, progress_bar
 
 
 def shard(
@@ -24,8 +23,7 @@ def shard(
     from hybridssl.data.shards import write_shards
 
     dataset = open_dataset(data_spec)
-    bar = Progress(TextColumn("[bold]shard"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-                   TimeRemainingColumn(), console=console, disable=no_progress)
+    bar = progress_bar("shard", enabled=not no_progress, eta=True, described=False)
     with bar:
         task = bar.add_task("shard", total=len(dataset))
         index = write_shards(dataset, out_dir, shard_size, audio_format, progress=lambda i: bar.update(task, completed=i))

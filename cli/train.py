@@ -27,7 +27,7 @@ def train(
                                                       help="let a manifest read files outside its folder")] = False,
 ) -> None:
     from hybridssl.config import load_config
-    from hybridssl.run import train_run
+    from hybridssl.app.train import train_run
 
     overrides = list(set_ or [])
     if data:

@@ -1,6 +1,6 @@
 """``distill_run``: distill a teacher run into a student run directory (the CLI's one call).
 
-Steps: load the teacher (:func:`distill.runs.load_any_run`); resolve the distillation config and the
+Steps: load the teacher (:func:`hybridssl.runs.load_run`); resolve the distillation config and the
 student's run config (the teacher's, with the student's preprocessing and any overrides); check the
 request against the teacher (modalities, tokenizer, text/audio preprocessing); build the datasets
 from the teacher's data spec (or ``data``); build the student towers; get the teacher's embeddings
@@ -26,8 +26,8 @@ import torch
 
 from distill.cache import build_cache, fingerprint, load_or_build
 from distill.config import DistillConfig, split_overrides
-from distill.runs import checkpoint_folder, load_any_run
-from distill.students import ORDER, StudentSpec, build_student_model, resolve_students, student_entry
+from hybridssl.runs import checkpoint_folder, load_run
+from distill.students import StudentSpec, build_student_model, resolve_students, student_entry
 from distill.task import CachedTeacher, DistillCollator, DistillTask, LiveTeacher, TaggedDataset
 from distill.trainer import DistillTrainer
 from hybridssl.checkpoint import atomic_write_text
@@ -37,8 +37,12 @@ from hybridssl.evaluation.embed import embed_texts
 from hybridssl.evaluation.heldout import class_prompts
 from hybridssl.evaluation.zeroshot import class_embeddings
 from hybridssl.preprocessing import PreprocessSpec
-from hybridssl.run import LoadedRun, evaluate_heldout, render_report
+from hybridssl.runs import LoadedRun
+from hybridssl.evaluation.heldout import evaluate_heldout
+from hybridssl.app.train import render_report
+from hybridssl.threads import torch_threads
 from hybridssl.trainer import StepLog, Trainer
+from edge_runtime.schema import MODALITIES
 
 Progress = Callable[[str, int, int], None]
 
@@ -77,9 +81,9 @@ def student_run_config(teacher: RunConfig, overrides: Sequence[str], image_size:
 def check_request(teacher: LoadedRun, cfg: RunConfig, modalities: Sequence[str]) -> None:
     """Refuse what the teacher cannot teach: a modality it lacks, text without its tokenizer, and text or
     audio preprocessing that differs from the teacher's (the student must read what the teacher read)."""
-    unknown = [m for m in modalities if m not in ORDER]
+    unknown = [m for m in modalities if m not in MODALITIES]
     if unknown or not modalities:
-        raise ValueError(f"modalities must be a non-empty subset of {', '.join(ORDER)}, got {', '.join(modalities)}")
+        raise ValueError(f"modalities must be a non-empty subset of {', '.join(MODALITIES)}, got {', '.join(modalities)}")
     missing = [m for m in modalities if m not in teacher.model.modalities]
     if missing:
         raise ValueError(f"the teacher run {teacher.run_dir} has no {', '.join(missing)} tower (it has "
@@ -161,17 +165,12 @@ def distill_run(teacher: str | Path, out: str | Path, *, student: str | None = N
     dist_over, run_over = split_overrides(list(overrides))
     dcfg = distill_config(dist_over, student=student, modalities=tuple(modalities) if modalities else None,
                           image_size=image_size, cache_teacher=cache_teacher)
-    t = load_any_run(teacher_dir, checkpoint)
+    t = load_run(teacher_dir, checkpoint)
     cfg = student_run_config(t.cfg, run_over, dcfg.image_size, steps, data)
     cfg.name = f"{t.cfg.name}-student"
-    previous = torch.get_num_threads()
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    try:
+    with torch_threads(cfg.train.threads):
         metrics = _distill(t, checkpoint_folder(teacher_dir, checkpoint), dcfg, cfg, run_dir, on_step, on_start,
                            progress)
-    finally:
-        torch.set_num_threads(previous)
     if report:
         from distill.report import distill_report
 
@@ -182,7 +181,7 @@ def distill_run(teacher: str | Path, out: str | Path, *, student: str | None = N
 def _distill(t: LoadedRun, folder: Path, dcfg: DistillConfig, cfg: RunConfig, run_dir: Path,
              on_step: Callable[[StepLog], None] | None, on_start: Callable[[Trainer], None] | None,
              progress: Progress | None) -> dict[str, Any]:
-    modalities = tuple(m for m in ORDER if m in (dcfg.modalities or t.model.modalities))
+    modalities = tuple(m for m in MODALITIES if m in (dcfg.modalities or t.model.modalities))
     named = [student_entry(n).modality for n in dcfg.student.split(",") if n.strip()]
     check_request(t, cfg, modalities if dcfg.modalities else tuple(dict.fromkeys(modalities + tuple(named))))
     towers = resolve_students(dcfg.student, modalities)

@@ -22,7 +22,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from hybridssl.config import _build, deep_update, parse_override
+from hybridssl.config import build_section, deep_update, parse_override
 
 FEATURE_KINDS = ("cosine", "mse")
 
@@ -60,7 +60,7 @@ class DistillConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DistillConfig":
-        return _build(cls, d, "distill.")
+        return build_section(cls, d, "distill.")
 
 
 def split_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[dict[str, Any], list[str]]:

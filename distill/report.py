@@ -2,7 +2,7 @@
 
 For every tower m of the student, for the teacher's tower m and the student's:
 
-* ``parameters``  — the inference tower: teacher = :func:`hybridssl.run.count_parameters` (encoder,
+* ``parameters``  — the inference tower: teacher = :func:`hybridssl.app.train.count_parameters` (encoder,
   shared trunk, norm, projection head), student = encoder + projection head;
 * ``flops``       — FLOPs of one sample through ``embed`` (``torch.utils.flop_counter``, 2 per
   multiply-add, attention counted under ``sdpa_kernel(SDPBackend.MATH)``: the fused CPU kernel is
@@ -10,7 +10,7 @@ For every tower m of the student, for the teacher's tower m and the student's:
 * ``latency_ms``  — PyTorch eager CPU latency of ``embed`` at batch 1: the median of ``repeats``
   timed calls after 3 warm-up calls, with ``threads`` intra-op threads.
 
-Quality on the held-out evaluation data of the teacher's run (:func:`hybridssl.evaluation.protocols.
+Quality on the held-out evaluation data of the teacher's run (:func:`hybridssl.evaluation.lowlabel.
 resolve_data`: built-in data → pool = ``split=val``, test = ``split=test``): retrieval R@1 of every
 modality pair and direction, zero-shot accuracy and the linear probe at ``fraction`` (10 %) of the
 pool's labels (mean over ``seeds``) on the low-label tower (image, else audio, else text), both on the
@@ -39,17 +39,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from distill.runs import load_any_run
+from hybridssl.runs import load_run
 from hybridssl.checkpoint import atomic_write_text
 from hybridssl.evaluation.finetune import FinetuneConfig, pick_modality
 from hybridssl.evaluation.heldout import class_prompts, retrieval_report, zero_shot_report
-from hybridssl.evaluation.protocols import PROBE_INPUTS, _json_safe, extract_tagged, low_label_report, resolve_data
+from hybridssl.jsonsafe import json_safe
+from hybridssl.threads import torch_threads
+from hybridssl.evaluation.lowlabel import PROBE_INPUTS, extract_tagged, low_label_report
+from hybridssl.evaluation.evaldata import resolve_data
 from hybridssl.evaluation.retrieval import bidirectional_retrieval
 from hybridssl.preprocessing import PreprocessSpec
-from hybridssl.run import LoadedRun, count_parameters
+from hybridssl.runs import LoadedRun, count_parameters
+from edge_runtime.schema import MODALITIES
 
 Progress = Callable[[str, int, int], None]
-ORDER = ("image", "text", "audio")
 
 
 # ----------------------------------------------------------------------------- cost
@@ -140,7 +143,7 @@ def cross_retrieval(student: tuple, teacher: tuple, student_modalities: Sequence
     (s_emb, s_pos), (t_emb, t_pos) = student, teacher
     out: dict[str, dict[str, float]] = {}
     for a in student_modalities:
-        for b in ORDER:
+        for b in MODALITIES:
             if b == a or a not in s_emb.by_modality or b not in t_emb.by_modality:
                 continue
             t_row = {int(t_pos[i]): r for r, i in enumerate(t_emb.index[b])}        # position → teacher row
@@ -155,7 +158,7 @@ def cross_retrieval(student: tuple, teacher: tuple, student_modalities: Sequence
 
 
 # ----------------------------------------------------------------------------- the table
-def _row(metric: str, teacher: float | None, student: float | None, kind: str,
+def comparison_row(metric: str, teacher: float | None, student: float | None, kind: str,
          chance: float | None = None) -> dict[str, Any]:
     """kind "retention": student / teacher in %; "reduction": teacher / student (×); ``chance``: the
     metric's chance level (quality rows), beside which a retention is only meaningful well above it."""
@@ -183,28 +186,28 @@ def format_row(row: dict[str, Any]) -> tuple[str, str, str, str, str]:
 def report_rows(towers: dict[str, Any], quality: dict[str, Any], cross: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for m, c in towers.items():
-        rows.append(_row(f"{m} tower parameters", c["teacher"]["parameters"], c["student"]["parameters"], "reduction"))
-        rows.append(_row(f"{m} MFLOPs / sample", c["teacher"]["flops"] / 1e6, c["student"]["flops"] / 1e6, "reduction"))
-        rows.append(_row(f"{m} CPU latency ms (batch 1)", c["teacher"]["latency_ms"], c["student"]["latency_ms"],
+        rows.append(comparison_row(f"{m} tower parameters", c["teacher"]["parameters"], c["student"]["parameters"], "reduction"))
+        rows.append(comparison_row(f"{m} MFLOPs / sample", c["teacher"]["flops"] / 1e6, c["student"]["flops"] / 1e6, "reduction"))
+        rows.append(comparison_row(f"{m} CPU latency ms (batch 1)", c["teacher"]["latency_ms"], c["student"]["latency_ms"],
                          "reduction"))
     t, s = quality["teacher"], quality["student"]
     for name, r in t["retrieval"].items():
         if name in s["retrieval"]:
-            rows.append(_row(f"R@1 {name}", r["R@1"], s["retrieval"][name]["R@1"], "retention", r["chance_R@1"]))
+            rows.append(comparison_row(f"R@1 {name}", r["R@1"], s["retrieval"][name]["R@1"], "retention", r["chance_R@1"]))
     for m, z in t["zero_shot"].items():
         if m in s["zero_shot"]:
-            rows.append(_row(f"zero-shot {m}", z["accuracy"], s["zero_shot"][m]["accuracy"], "retention", z["chance"]))
+            rows.append(comparison_row(f"zero-shot {m}", z["accuracy"], s["zero_shot"][m]["accuracy"], "retention", z["chance"]))
     for probe_input, what in (("features", "tower features"), ("embedding", "joint embedding")):
         tp, sp = t.get("linear_probe", {}).get(probe_input), s.get("linear_probe", {}).get(probe_input)
         if tp and sp and tp["accuracy"] and sp["accuracy"]:
-            rows.append(_row(f"linear probe {sp['modality']} {100 * sp['fraction']:g} % labels, {what}",
+            rows.append(comparison_row(f"linear probe {sp['modality']} {100 * sp['fraction']:g} % labels, {what}",
                              tp["accuracy"]["mean"], sp["accuracy"]["mean"], "retention", sp["chance"]))
     for name, r in cross["retrieval"].items():
         a, b = (part.split("(")[0] for part in name.split("->"))
         own = t["retrieval"].get(f"{a}->{b}", {}).get("R@1")
-        rows.append(_row(f"R@1 {name}", own, r["R@1"], "retention", r["chance_R@1"]))
+        rows.append(comparison_row(f"R@1 {name}", own, r["R@1"], "retention", r["chance_R@1"]))
     for m, z in cross["zero_shot"].items():
-        rows.append(_row(f"zero-shot {m}(student), teacher prompts", t["zero_shot"].get(m, {}).get("accuracy"),
+        rows.append(comparison_row(f"zero-shot {m}(student), teacher prompts", t["zero_shot"].get(m, {}).get("accuracy"),
                          z["accuracy"], "retention", z["chance"]))
     return rows
 
@@ -217,13 +220,9 @@ def distill_report(student_run: str | Path, teacher_run: str | Path | None = Non
     """The side-by-side report of a student run and its teacher (module docstring); writes JSON."""
     if threads < 1:
         raise ValueError(f"threads must be >= 1 for a latency measurement, got {threads}")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return _report(Path(student_run), teacher_run, data, pool_size, test_size, fraction, tuple(seeds), threads,
                        repeats, progress, out)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _report(student_run: Path, teacher_run: str | Path | None, data: str | None, pool_size: int, test_size: int,
@@ -231,12 +230,12 @@ def _report(student_run: Path, teacher_run: str | Path | None, data: str | None,
             out: str | Path | None) -> dict[str, Any]:
     t0 = time.perf_counter()
     tick = progress or (lambda what, done, total: None)
-    s = load_any_run(student_run)
+    s = load_run(student_run)
     provenance = s.state.get("teacher", {})
     if teacher_run is None and "run_dir" not in provenance:
         raise ValueError(f"{student_run} is not a distilled student (no teacher recorded); pass the teacher run")
     teacher_dir = Path(teacher_run) if teacher_run is not None else Path(provenance["run_dir"])
-    t = load_any_run(teacher_dir, None if teacher_run is not None else provenance.get("checkpoint"))
+    t = load_run(teacher_dir, None if teacher_run is not None else provenance.get("checkpoint"))
     missing = [m for m in s.model.modalities if m not in t.model.modalities]
     if missing:
         raise ValueError(f"the teacher {teacher_dir} has no {', '.join(missing)} tower to compare the student with")
@@ -265,7 +264,7 @@ def _report(student_run: Path, teacher_run: str | Path | None, data: str | None,
     s_test, t_test = quality["student"].pop("_test"), quality["teacher"].pop("_test")
     cross = {"retrieval": cross_retrieval(s_test, t_test, s.model.modalities),
              "zero_shot": zero_shot_report(t.model, t.tokenizer, s_test[0], class_prompts(test, label_names or None))}
-    result = _json_safe({
+    result = json_safe({
         "student_run": str(student_run), "teacher_run": str(teacher_dir),
         "students": s.state.get("student", {}).get("towers", {}),
         "data": {"description": src["description"], "n_pool": len(pool), "n_test": len(test)},

@@ -40,8 +40,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybridssl.preprocessing import PreprocessSpec
+from edge_runtime.schema import MODALITIES
 
-ORDER = ("image", "text", "audio")
 #: the student of each modality when none is named
 DEFAULT_STUDENTS = {"image": "mobilevit_xxs", "text": "text_tiny", "audio": "audio_cnn"}
 ALIASES = {"mobilevit": "mobilevit_xxs", "mobilenetv3": "mobilenetv3_small"}
@@ -63,8 +63,8 @@ _REGISTRY: dict[str, StudentEntry] = {}
 def register_student(name: str, modality: str, description: str) -> Callable[[EncoderFactory], EncoderFactory]:
     """Register ``factory(preprocess, vocab_size) -> encoder`` (an ``nn.Module`` with ``width`` and
     ``forward(x, attention=None) -> (B, width)``) as the student ``name`` of ``modality``."""
-    if modality not in ORDER:
-        raise ValueError(f"unknown modality {modality!r}; valid: {', '.join(ORDER)}")
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; valid: {', '.join(MODALITIES)}")
 
     def wrap(factory: EncoderFactory) -> EncoderFactory:
         if name in _REGISTRY or name in ALIASES:
@@ -255,7 +255,7 @@ class StudentModel(nn.Module):
             if t.modality != m:
                 raise ValueError(f"tower {t.name!r} is a {t.modality} student; it cannot be the {m} tower")
         self.towers = nn.ModuleDict(towers)
-        self.modalities = tuple(m for m in ORDER if m in towers)
+        self.modalities = tuple(m for m in MODALITIES if m in towers)
 
     def _tower(self, modality: str) -> StudentTower:
         if modality not in self.towers:
@@ -328,4 +328,4 @@ def resolve_students(student: str, modalities: Sequence[str]) -> dict[str, str]:
         if entry.modality in chosen:
             raise ValueError(f"two {entry.modality} students given: {chosen[entry.modality]!r} and {entry.name!r}")
         chosen[entry.modality] = entry.name
-    return {m: chosen.get(m, DEFAULT_STUDENTS[m]) for m in ORDER if m in modalities}
+    return {m: chosen.get(m, DEFAULT_STUDENTS[m]) for m in MODALITIES if m in modalities}

@@ -34,15 +34,17 @@ from distill.cache import TeacherCache
 from distill.config import DistillConfig
 from distill.feature_loss import feature_distillation
 from distill.logit_loss import logit_distillation
-from distill.students import ORDER, StudentModel
+from distill.students import StudentModel
 from hybridssl.data.batching import Collator
 from hybridssl.data.sample import Sample
 from hybridssl.evaluation.finetune import PositionTagged, split_tags
 from hybridssl.losses.infonce import InfoNCELoss
 from hybridssl.losses.temperature import LearnableTemperature
 from hybridssl.preprocessing import ImageSpec, PreprocessSpec, preprocess_image
-from hybridssl.task import TaskOutput, _duplicates
+from hybridssl.task import TaskOutput
+from hybridssl.losses.positives import duplicate_captions
 from hybridssl.tokenizer import TextTokenizer
+from edge_runtime.schema import MODALITIES
 
 
 @dataclass
@@ -147,12 +149,14 @@ def aligned(*sides: Side) -> tuple[list[Tensor], list[int]]:
 
 
 def distill_pairs(student: Sequence[str], teacher: Sequence[str]) -> list[tuple[str, str]]:
-    """Modality pairs (in :data:`ORDER`) of the teacher with at least one student side."""
-    present = [m for m in ORDER if m in teacher]
+    """Modality pairs (in :data:`edge_runtime.schema.MODALITIES`) of the teacher with at least one student side."""
+    present = [m for m in MODALITIES if m in teacher]
     return [(a, b) for a, b in itertools.combinations(present, 2) if a in student or b in student]
 
 
 class DistillTask(nn.Module):
+    class_embeddings: Tensor
+
     def __init__(self, dcfg: DistillConfig, model: StudentModel, teacher: LiveTeacher | CachedTeacher,
                  teacher_modalities: Sequence[str], *, temperature: float, min_temperature: float,
                  affinity_temperature: float, class_embeddings: Tensor | None = None) -> None:
@@ -218,7 +222,7 @@ class DistillTask(nn.Module):
         if self.weights["affinity"] > 0:
             out[f"affinity/{a}-{b}"] = affinity_distillation(ea, eb, ta, tb, self.tau)
         if self.weights["contrastive"] > 0:
-            mask = _duplicates([batch["captions"][r] for r in rows]).to(ea.device) if "text" in (a, b) else None
+            mask = duplicate_captions([batch["captions"][r] for r in rows]).to(ea.device) if "text" in (a, b) else None
             out[f"contrastive/{a}-{b}"] = self.infonce(ea, eb, self.temperature(), positive_mask=mask)
         return out
 

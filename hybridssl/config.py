@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 
 from hybridssl.preprocessing import PreprocessSpec
+from edge_runtime.schema import MODALITIES
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-MODALITY_NAMES = ("image", "text", "audio")
 MAX_CONFIG_BYTES = 1 << 20            # a config file is a page of YAML, never megabytes
 
 
@@ -43,7 +43,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    modalities: tuple[str, ...] = MODALITY_NAMES
+    modalities: tuple[str, ...] = MODALITIES
     width: int = 192
     depth: int = 4
     heads: int = 3
@@ -178,7 +178,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
-        return _build(cls, d, "")
+        return build_section(cls, d, "")
 
 
 def _plain(x: Any) -> Any:
@@ -189,7 +189,7 @@ def _plain(x: Any) -> Any:
     return x
 
 
-def _build(cls: type, d: dict[str, Any] | None, where: str) -> Any:
+def build_section(cls: type, d: dict[str, Any] | None, where: str) -> Any:
     """Build dataclass ``cls`` from a nested dict, refusing unknown keys with their dotted path."""
     d = dict(d or {})
     if cls is PreprocessSpec:
@@ -203,7 +203,7 @@ def _build(cls: type, d: dict[str, Any] | None, where: str) -> Any:
     for k, v in d.items():
         t = hints[k]
         if dataclasses.is_dataclass(t):
-            kwargs[k] = _build(t, v, f"{where}{k}.")
+            kwargs[k] = build_section(t, v, f"{where}{k}.")
         else:
             kwargs[k] = _coerce(v, t, where + k)
     return cls(**kwargs)

@@ -31,19 +31,23 @@ from __future__ import annotations
 import datetime
 import os
 import warnings
-from collections.abc import Sequence
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+_R = TypeVar("_R")
 
 T = TypeVar("T")
 
 __all__ = [
     "all_reduce_mean", "all_reduce_sum", "barrier", "destroy", "gather_rows", "gather_sizes",
     "gather_with_grad", "init_from_env", "is_distributed", "is_main", "local_rank", "partition",
-    "RankBatchSampler", "rank", "rank_slice", "world_size",
+    "RankBatchSampler", "rank", "rank_slice", "world_size", "RankPlan", "wrap_for_ranks", "full_state",
+    "load_full_state", "optimizer_fqns", "EveryParameter",
 ]
 
 
@@ -243,3 +247,120 @@ class RankBatchSampler(torch.utils.data.Sampler[list[int]]):
     def __iter__(self):
         for batch in self.sampler:
             yield rank_slice(batch, self.rank, self.world)
+
+
+@dataclass
+class RankPlan:
+    """How many rows of each modality every rank holds this step (``counts[r][m]``), so a rank can
+    replay the random draws of the rows it does not own and find its rows in gathered tensors."""
+
+    rank: int
+    world: int
+    counts: list[dict[str, int]]
+
+    @classmethod
+    def gather(cls, batch: dict, device: torch.device) -> "RankPlan":
+        keys = {"image": "image", "text": "text_ids", "audio": "audio"}
+        local = torch.tensor([batch[k].shape[0] if k in batch else 0 for k in keys.values()], device=device)
+        table = gather_rows(local[None]).tolist()                 # (W, 3)
+        return cls(rank(), world_size(), [dict(zip(keys, row)) for row in table])
+
+    def rows(self, m: str) -> tuple[int, int, int]:
+        """(rows of m on lower ranks, rows here, rows on all ranks)."""
+        col = [c[m] for c in self.counts]
+        return sum(col[:self.rank]), col[self.rank], sum(col)
+
+    def total(self, m: str) -> int:
+        return self.rows(m)[2]
+
+    def replay(self, m: str, draw: Callable[[int], object], fn: Callable[[], _R] | None) -> _R | None:
+        """Run ``fn`` (this rank's draw for its rows of m) between ``draw(n)`` calls that consume the
+        generator exactly as the rows of the lower and of the higher ranks do in one process."""
+        before, local, total = self.rows(m)
+        if before:
+            draw(before)
+        out = fn() if fn is not None and local else None
+        if total - before - local:
+            draw(total - before - local)
+        return out
+
+
+# ----------------------------------------------------------------------------- DDP / FSDP wrapping and state
+def wrap_for_ranks(task: nn.Module, cfg: Any, device: torch.device, world_size: int) -> tuple[nn.Module, list[nn.Parameter]]:
+    """What runs the forward on ``world_size`` ranks, and the parameters left out of FSDP sharding:
+    the task itself (one process), its DDP wrapper, or (``train.distributed=fsdp``) an FSDP2 root."""
+    if world_size == 1:
+        return task, []
+    if cfg.train.distributed == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        if cfg.weighting.strategy == "gradnorm":
+            raise ValueError("weighting.strategy=gradnorm needs per-layer gradients: use train.distributed=ddp")
+        # FSDP cannot shard 0-d parameters (the temperature): they stay replicated, gradients all-reduced here
+        replicated = [p for p in task.parameters() if p.ndim == 0 and p.requires_grad]
+        scalars = {p for p in task.parameters() if p.ndim == 0}
+        return fully_shard(EveryParameter(task), ignored_params=scalars or None), replicated  # one group: same collectives everywhere
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    # unused parameters: batches without some modality; buffers (queues, weighting state) are kept
+    # identical by construction, so they are not re-broadcast each step
+    return DistributedDataParallel(task, device_ids=ids, find_unused_parameters=True, forward_sync_buffers=False), []
+
+
+def full_state(engine: nn.Module, task: nn.Module, optimizer: torch.optim.Optimizer,
+               fsdp: bool) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Model and optimizer state as one process holds them (optimizer params numbered 0..P−1)."""
+    if not fsdp:
+        return task.state_dict(), optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict)
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model = {k.removeprefix("task."): v for k, v in get_model_state_dict(engine, options=opts).items()}
+    optim = get_optimizer_state_dict(engine, optimizer, options=opts)
+    if not is_main():  # with cpu_offload only rank 0 receives the full state
+        return model, optim
+    index = {fqn: i for i, fqn in enumerate(optimizer_fqns(engine, optimizer))}
+    optim = {"state": {index[k]: v for k, v in optim["state"].items()},
+             "param_groups": [{**g, "params": [index[f] for f in g["params"]]} for g in optim["param_groups"]]}
+    return model, optim
+
+def optimizer_fqns(engine: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    """Name (in the FSDP root) of every optimizer parameter, in the optimizer's order."""
+    names = {id(p): n for n, p in engine.named_parameters()}
+    return [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
+
+def load_full_state(engine: nn.Module, task: nn.Module, optimizer: torch.optim.Optimizer, fsdp: bool,
+                    model: dict[str, Tensor], optim: dict[str, Any]) -> None:
+    """Load a full (unsharded) model and optimizer state into ``engine`` (the inverse of :func:`full_state`)."""
+    if not fsdp:
+        task.load_state_dict(model)
+        optimizer.load_state_dict(optim)
+        return
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                         set_optimizer_state_dict)
+
+    opts = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(engine, {f"task.{k}": v for k, v in model.items()}, options=opts)
+    fqns = optimizer_fqns(engine, optimizer)
+    optim = {"state": {fqns[int(i)]: v for i, v in optim["state"].items()},
+             "param_groups": [{**g, "params": [fqns[int(i)] for i in g["params"]]} for g in optim["param_groups"]]}
+    set_optimizer_state_dict(engine, optimizer, optim, options=opts)
+
+
+class EveryParameter(nn.Module):
+    """FSDP root around a task: adds 0·Σθ to the loss so that every trainable parameter gets a
+    gradient on every rank — FSDP's reduce-scatter needs the same parameters on all ranks, also in
+    steps where a rank's batch lacks a modality. (Parameters unused everywhere then get a zero
+    gradient instead of none.)"""
+
+    def __init__(self, task: nn.Module) -> None:
+        super().__init__()
+        self.task = task
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        out = self.task(*args, **kwargs)
+        touch = sum(p.sum() for p in self.task.parameters() if p.requires_grad)
+        out.loss = out.loss + 0.0 * touch
+        return out

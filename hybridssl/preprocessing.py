@@ -1,5 +1,7 @@
-"""The preprocessing spec: defined once here, saved with every run, re-implemented in numpy by
-``edge_runtime`` (parity tests hold the two together).
+"""The preprocessing spec applied with torch on the training side. The spec itself is defined once,
+torch-free, in :mod:`edge_runtime.spec` (imported here); image resizing is that module's numpy/Pillow
+code, audio uses torchaudio (``edge_runtime`` re-implements it in numpy; parity tests hold the two
+together).
 
 Image  : RGB uint8 (H, W, 3) → resize shorter side to ``resize`` (Pillow, bilinear) → centre crop
          ``size``×``size`` → x/255 → (x − mean)/std → (3, size, size) float32.
@@ -14,78 +16,16 @@ Text   : the run's ``tokenizer.json`` (see :mod:`hybridssl.tokenizer`); ``max_le
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 import torch
 
 from edge_runtime import preprocess as edge_preprocess
+from edge_runtime.spec import AudioSpec, ImageSpec, PreprocessSpec, TextSpec
 
-
-@dataclass
-class ImageSpec:
-    size: int = 32
-    resize: int = 32
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
-    interpolation: str = "bilinear"
-
-
-@dataclass
-class AudioSpec:
-    sample_rate: int = 16000
-    clip_seconds: float = 1.0
-    n_fft: int = 400
-    hop_length: int = 160
-    n_mels: int = 64
-    f_min: float = 0.0
-    f_max: float | None = None
-    log_offset: float = 1e-6
-    norm_mean: float = -6.0
-    norm_std: float = 4.0
-
-    @property
-    def num_samples(self) -> int:
-        return int(round(self.sample_rate * self.clip_seconds))
-
-    @property
-    def num_frames(self) -> int:
-        return self.num_samples // self.hop_length + 1
-
-
-@dataclass
-class TextSpec:
-    max_length: int = 32
-    vocab_size: int = 1024
-    model: str = "bpe"  # or "wordpiece" (its training is not reproducible upstream: tokenizers #1794)
-    lowercase: bool = True
-    tokenizer_file: str = "tokenizer.json"
-
-
-@dataclass
-class PreprocessSpec:
-    image: ImageSpec = field(default_factory=ImageSpec)
-    audio: AudioSpec = field(default_factory=AudioSpec)
-    text: TextSpec = field(default_factory=TextSpec)
-    version: int = 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PreprocessSpec":
-        img = dict(d.get("image", {}))
-        for k in ("mean", "std"):
-            if k in img:
-                img[k] = tuple(img[k])
-        return cls(
-            image=ImageSpec(**img),
-            audio=AudioSpec(**d.get("audio", {})),
-            text=TextSpec(**d.get("text", {})),
-            version=int(d.get("version", 1)),
-        )
+__all__ = ["AudioSpec", "ImageSpec", "PreprocessSpec", "TextSpec", "fit_waveform", "log_mel", "preprocess_audio",
+           "preprocess_image", "resize_and_crop"]
 
 
 # ----------------------------------------------------------------------------- image

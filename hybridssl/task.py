@@ -39,12 +39,8 @@ n_keep·vae_latent is a multiple of 16 (torch's CPU normal sampler works in bloc
 from __future__ import annotations
 
 import copy
-import itertools
 from dataclasses import dataclass, field
 
-import hashlib
-from collections.abc import Callable
-from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -64,12 +60,12 @@ from hybridssl.models.masking import random_masking
 from hybridssl.weighting.signals import feature_redundancy
 from hybridssl.weighting.base import WeightingContext
 from hybridssl.weighting.factory import create_weighting
+from hybridssl.dist import RankPlan
+from hybridssl.losses.positives import caption_codes, common_rows, duplicate_captions
+from hybridssl.losses.plan import loss_names, resolve_pairs
+from hybridssl.augment import permute_colours
 
-ORDER = ("image", "text", "audio")
 GATHER_MODES = ("global", "local")
-_R = TypeVar("_R")
-
-
 @dataclass
 class TextMasking:
     mask_id: int
@@ -83,89 +79,6 @@ class TaskOutput:
     parts: dict[str, float] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
     signals: dict[str, float] = field(default_factory=dict)
-
-
-def resolve_pairs(modalities: tuple[str, ...], requested: tuple[str, ...]) -> list[tuple[str, str]]:
-    present = [m for m in ORDER if m in modalities]
-    every = list(itertools.combinations(present, 2))
-    if not requested:
-        return every
-    out = []
-    for p in requested:
-        a, _, b = p.partition("-")
-        if (a, b) in every:
-            out.append((a, b))
-        elif (b, a) in every:
-            out.append((b, a))
-        else:
-            raise ValueError(f"contrastive pair {p!r} needs two of the model's modalities {present}")
-    return out
-
-
-def permute_colours(x: Tensor, spec, generator: torch.Generator | None) -> Tensor:
-    """A colour-changed view of normalised images (B, 3, H, W): each image's RGB channels permuted
-    by one of the 5 non-identity permutations (in [0, 1] space, then normalised again), so a view
-    pair agrees on shape, size, position and texture but not on colour (SimCLR's colour distortion)."""
-    mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    perms = torch.tensor([[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]], device=x.device)
-    pick = perms[torch.randint(0, 5, (x.shape[0],), generator=generator, device="cpu").to(x.device)]  # (B, 3)
-    raw = x * std + mean
-    permuted = torch.gather(raw, 1, pick[:, :, None, None].expand(-1, -1, *x.shape[2:]))
-    return (permuted - mean) / std
-
-
-def loss_names(cfg: RunConfig, modalities: tuple[str, ...]) -> list[str]:
-    names = []
-    if cfg.loss.contrastive:
-        names += [f"contrastive/{a}-{b}" for a, b in resolve_pairs(modalities, cfg.loss.pairs)]
-    if cfg.model.generative != "none":
-        names += [f"{cfg.model.generative}/{m}" for m in ("image", "audio") if m in modalities]
-    if cfg.model.text_generative == "mlm" and "text" in modalities:
-        names.append("mlm/text")
-    if cfg.loss.ntxent_weight > 0 and "image" in modalities:
-        names.append("ntxent/image")
-    if cfg.loss.text_ntxent_weight > 0 and "text" in modalities:
-        names.append("ntxent/text")
-    if not names:
-        raise ValueError("the configuration enables no loss at all")
-    return names
-
-
-@dataclass
-class RankPlan:
-    """How many rows of each modality every rank holds this step (``counts[r][m]``), so a rank can
-    replay the random draws of the rows it does not own and find its rows in gathered tensors."""
-
-    rank: int
-    world: int
-    counts: list[dict[str, int]]
-
-    @classmethod
-    def gather(cls, batch: dict, device: torch.device) -> "RankPlan":
-        keys = {"image": "image", "text": "text_ids", "audio": "audio"}
-        local = torch.tensor([batch[k].shape[0] if k in batch else 0 for k in keys.values()], device=device)
-        table = dist.gather_rows(local[None]).tolist()                 # (W, 3)
-        return cls(dist.rank(), dist.world_size(), [dict(zip(keys, row)) for row in table])
-
-    def rows(self, m: str) -> tuple[int, int, int]:
-        """(rows of m on lower ranks, rows here, rows on all ranks)."""
-        col = [c[m] for c in self.counts]
-        return sum(col[:self.rank]), col[self.rank], sum(col)
-
-    def total(self, m: str) -> int:
-        return self.rows(m)[2]
-
-    def replay(self, m: str, draw: Callable[[int], object], fn: Callable[[], _R] | None) -> _R | None:
-        """Run ``fn`` (this rank's draw for its rows of m) between ``draw(n)`` calls that consume the
-        generator exactly as the rows of the lower and of the higher ranks do in one process."""
-        before, local, total = self.rows(m)
-        if before:
-            draw(before)
-        out = fn() if fn is not None and local else None
-        if total - before - local:
-            draw(total - before - local)
-        return out
 
 
 class HybridTask(nn.Module):
@@ -379,7 +292,7 @@ class HybridTask(nn.Module):
         elif not (plan.total(a) and plan.total(b)):
             return None
         if a in emb and b in emb:
-            ia, ib = _common(idx[a], idx[b])
+            ia, ib = common_rows(idx[a], idx[b])
             return emb[a][ia], emb[b][ib], idx[a][ia]
         dim = self.cfg.model.embed_dim
         empty = {m: emb[m][:0] if m in emb else torch.zeros(0, dim, device=self._device(), requires_grad=True)
@@ -406,8 +319,8 @@ class HybridTask(nn.Module):
     def _positive_mask(self, captions: list[str | None], g, device: torch.device) -> Tensor:
         """Duplicate-caption mask: (B, B) locally, or this rank's (B, M) rows of the global mask."""
         if g is None:
-            return _duplicates(captions)
-        code = _caption_codes(captions).to(device)                     # (B,)
+            return duplicate_captions(captions)
+        code = caption_codes(captions).to(device)                     # (B,)
         everyone = dist.gather_rows(code)                              # (M,)
         return (code[:, None] == everyone[None, :]) & (code >= 0)[:, None] & (everyone >= 0)[None, :]
 
@@ -465,30 +378,3 @@ class HybridTask(nn.Module):
             momentum_update(self.momentum_model, self.model, self.cfg.loss.momentum)
 
 
-def _common(ia: Tensor, ib: Tensor) -> tuple[Tensor, Tensor]:
-    """Rows of a and of b that belong to the same batch items, in the same order."""
-    pos_b = {int(v): j for j, v in enumerate(ib.tolist())}
-    pa, pb = [], []
-    for i, v in enumerate(ia.tolist()):
-        if v in pos_b:
-            pa.append(i)
-            pb.append(pos_b[v])
-    return torch.tensor(pa, dtype=torch.long), torch.tensor(pb, dtype=torch.long)
-
-
-def _duplicates(captions: list[str | None]) -> Tensor:
-    """(B, B) bool: True where two items carry the identical caption (not penalised as negatives)."""
-    norm = [(c or "").strip().lower() for c in captions]
-    ids = {c: i for i, c in enumerate(dict.fromkeys(norm))}
-    code = torch.tensor([ids[c] for c in norm])                       # (B,) one id per distinct caption
-    present = torch.tensor([c != "" for c in norm])
-    return (code[:, None] == code[None, :]) & present[:, None] & present[None, :]
-
-
-def _caption_codes(captions: list[str | None]) -> Tensor:
-    """(B,) int64: a 62-bit hash of each normalised caption (as in :func:`_duplicates`), −1 for none —
-    comparable across ranks, unlike the per-batch ids of :func:`_duplicates`."""
-    norm = [(c or "").strip().lower() for c in captions]
-    codes = [int.from_bytes(hashlib.blake2b(c.encode(), digest_size=8).digest(), "little") >> 2 if c else -1
-             for c in norm]
-    return torch.tensor(codes, dtype=torch.long)

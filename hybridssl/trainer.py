@@ -36,7 +36,8 @@ from hybridssl import dist
 from hybridssl.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from hybridssl.config import RunConfig
 from hybridssl.data.base import MultimodalDataset
-from hybridssl.data.batching import Collator, SafeDataset, StepBatchSampler, merge_batch_report
+from hybridssl.data.batching import Collator, merge_batch_report
+from hybridssl.data.loaders import train_loader
 from hybridssl.data.sample import SkipReport
 from hybridssl.errors import NonFiniteLossError
 from hybridssl.models.hybrid import HybridModel
@@ -157,31 +158,12 @@ class Trainer:
 
             self.ema = ModelEmaV3(self.task.model, decay=tc.ema_decay)
         self.fsdp = self.world_size > 1 and tc.distributed == "fsdp"
-        self.replicated: list[nn.Parameter] = []  # FSDP: parameters left out of sharding
-        self.engine = self._wrap(self.task)  # what runs the forward: the task, or its DDP / FSDP wrapper
+        # what runs the forward (the task, or its DDP / FSDP wrapper), and the parameters FSDP leaves replicated
+        self.engine, self.replicated = dist.wrap_for_ranks(self.task, self.cfg, self.device, self.world_size)
         self.optimizer = torch.optim.AdamW(param_groups(self.task, tc.weight_decay), lr=tc.lr, betas=tuple(tc.betas))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.state = TrainState()
         self.collator = collator or Collator(cfg.preprocess, tokenizer, model.modalities)
-
-    def _wrap(self, task: nn.Module) -> nn.Module:
-        if self.world_size == 1:
-            return task
-        if self.fsdp:
-            from torch.distributed.fsdp import fully_shard
-
-            if self.cfg.weighting.strategy == "gradnorm":
-                raise ValueError("weighting.strategy=gradnorm needs per-layer gradients: use train.distributed=ddp")
-            # FSDP cannot shard 0-d parameters (the temperature): they stay replicated, gradients all-reduced here
-            self.replicated = [p for p in task.parameters() if p.ndim == 0 and p.requires_grad]
-            scalars = {p for p in task.parameters() if p.ndim == 0}
-            return fully_shard(_EveryParameter(task), ignored_params=scalars or None)  # one group: same collectives everywhere
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        # unused parameters: batches without some modality; buffers (queues, weighting state) are kept
-        # identical by construction, so they are not re-broadcast each step
-        return DistributedDataParallel(task, device_ids=ids, find_unused_parameters=True, forward_sync_buffers=False)
 
     # ------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -200,7 +182,7 @@ class Trainer:
     def save(self, name: str | None = None) -> Path:
         """Rank 0 writes the full (unsharded) state; every rank returns once it is on disk."""
         folder = self.run_dir / "checkpoints" / (name or f"step_{self.state.step:06d}")
-        model_state, optimizer_state = self._full_state()  # FSDP: a collective, every rank takes part
+        model_state, optimizer_state = dist.full_state(self.engine, self.task, self.optimizer, self.fsdp)  # FSDP: a collective
         if dist.is_main():
             save_checkpoint(
                 folder,
@@ -213,46 +195,9 @@ class Trainer:
         dist.barrier()
         return folder
 
-    def _full_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Model and optimizer state as one process holds them (optimizer params numbered 0..P−1)."""
-        if not self.fsdp:
-            return self.task.state_dict(), self.optimizer.state_dict()
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                             get_optimizer_state_dict)
-
-        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        model = {k.removeprefix("task."): v for k, v in get_model_state_dict(self.engine, options=opts).items()}
-        optim = get_optimizer_state_dict(self.engine, self.optimizer, options=opts)
-        if not dist.is_main():  # with cpu_offload only rank 0 receives the full state
-            return model, optim
-        index = {fqn: i for i, fqn in enumerate(self._optimizer_fqns())}
-        optim = {"state": {index[k]: v for k, v in optim["state"].items()},
-                 "param_groups": [{**g, "params": [index[f] for f in g["params"]]} for g in optim["param_groups"]]}
-        return model, optim
-
-    def _optimizer_fqns(self) -> list[str]:
-        """Name (in the FSDP root) of every optimizer parameter, in the optimizer's order."""
-        names = {id(p): n for n, p in self.engine.named_parameters()}
-        return [names[id(p)] for g in self.optimizer.param_groups for p in g["params"]]
-
-    def _load_full_state(self, model: dict[str, torch.Tensor], optim: dict[str, Any]) -> None:
-        if not self.fsdp:
-            self.task.load_state_dict(model)
-            self.optimizer.load_state_dict(optim)
-            return
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
-                                                             set_optimizer_state_dict)
-
-        opts = StateDictOptions(full_state_dict=True)
-        set_model_state_dict(self.engine, {f"task.{k}": v for k, v in model.items()}, options=opts)
-        fqns = self._optimizer_fqns()
-        optim = {"state": {fqns[int(i)]: v for i, v in optim["state"].items()},
-                 "param_groups": [{**g, "params": [fqns[int(i)] for i in g["params"]]} for g in optim["param_groups"]]}
-        set_optimizer_state_dict(self.engine, self.optimizer, optim, options=opts)
-
     def load(self, folder: Path) -> None:
         ck = load_checkpoint(folder, with_optimizer=True)
-        self._load_full_state(ck["model"], ck["optimizer"])
+        dist.load_full_state(self.engine, self.task, self.optimizer, self.fsdp, ck["model"], ck["optimizer"])
         if self.ema is not None:
             if "ema" not in ck:
                 raise ValueError(f"{folder} has no EMA weights but this run uses train.ema_decay > 0")
@@ -267,35 +212,8 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ loop
     def loader(self) -> DataLoader:
-        tc = self.cfg.train
-        if self.cfg.data.streaming:
-            return self._stream_loader()
-        sampler = StepBatchSampler(len(self.train_set), tc.batch_size, tc.seed, tc.steps * tc.accum_steps,
-                                   start_step=self.state.step * tc.accum_steps)
-        if self.world_size > 1:
-            sampler = dist.RankBatchSampler(sampler, self.rank, self.world_size)  # this rank's slice
-        return DataLoader(SafeDataset(self.train_set), batch_sampler=sampler, collate_fn=self.collator,
-                          num_workers=self.cfg.data.num_workers, persistent_workers=False)
-
-    def _stream_loader(self) -> DataLoader:
-        """``data.streaming``: this rank's share of the tar shards, read sequentially (each sample once per
-        epoch over ranks × workers, seeded shuffle buffer, endless epochs). Resuming skips the batches this
-        rank already read, so it is exact on the same world size and num_workers."""
-        from hybridssl.data.shards import ShardDataset
-        from hybridssl.data.splits import IndexSubset
-
-        base, keys = self.train_set, None
-        if isinstance(base, IndexSubset):  # a seeded train split: stream only its samples
-            base, keys = base.base, {base.base.key(i) for i in base.indices}
-        if not isinstance(base, ShardDataset):
-            raise ValueError(f"data.streaming reads tar shards: give a data.train spec 'shards:DIR' "
-                             f"(write them with `hssl shard`), got {self.cfg.data.train!r}")
-        tc = self.cfg.train
-        per_rank = tc.batch_size // self.world_size
-        stream = base.stream(rank=self.rank, world=self.world_size, seed=tc.seed, epochs=None, keys=keys,
-                             shuffle_buffer=self.cfg.data.shuffle_buffer, batch_size=per_rank,
-                             skip_batches=self.state.step * tc.accum_steps)
-        return DataLoader(stream, batch_size=per_rank, collate_fn=self.collator, num_workers=self.cfg.data.num_workers)
+        """This rank's batches from the current step on (:func:`hybridssl.data.loaders.train_loader`)."""
+        return train_loader(self.train_set, self.cfg, self.collator, self.state.step, self.rank, self.world_size)
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         """The batch on the training device; floating inputs in the model's dtype (float32, or float64
@@ -418,23 +336,6 @@ class Trainer:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-
-class _EveryParameter(nn.Module):
-    """FSDP root around a task: adds 0·Σθ to the loss so that every trainable parameter gets a
-    gradient on every rank — FSDP's reduce-scatter needs the same parameters on all ranks, also in
-    steps where a rank's batch lacks a modality. (Parameters unused everywhere then get a zero
-    gradient instead of none.)"""
-
-    def __init__(self, task: nn.Module) -> None:
-        super().__init__()
-        self.task = task
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        out = self.task(*args, **kwargs)
-        touch = sum(p.sum() for p in self.task.parameters() if p.requires_grad)
-        out.loss = out.loss + 0.0 * touch
-        return out
 
 
 class _StateView:

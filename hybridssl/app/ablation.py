@@ -29,7 +29,8 @@ from hybridssl.checkpoint import atomic_write_text
 from hybridssl.config import load_config
 from hybridssl.data.open import open_dataset
 from hybridssl.evaluation.probes import summarize
-from hybridssl.evaluation.protocols import evaluate_run, fraction_key
+from hybridssl.app.evaluate import evaluate_run
+from hybridssl.evaluation.lowlabel import fraction_key
 
 VARIANTS: dict[str, list[str]] = {
     "full": [],
@@ -94,7 +95,7 @@ def run_ablation(config: str = "small", datasets: Sequence[str] = ("builtin",), 
                  out_dir: Path = Path("runs/ablation"), quick: bool = False, overrides: Sequence[str] = (),
                  on_event: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Train and evaluate every variant × dataset × seed; returns (and writes) the aggregated table."""
-    from hybridssl.run import train_run
+    from hybridssl.app.train import train_run
 
     budget = "quick" if quick else "default"
     out_dir = Path(out_dir)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,32 +24,18 @@ import numpy as np
 import torch
 
 from hybridssl import dist
-from hybridssl.checkpoint import (atomic_write_text, latest_checkpoint, latest_valid_checkpoint, load_checkpoint,
-                                 read_state)
+from hybridssl.checkpoint import (atomic_write_text, latest_checkpoint, latest_valid_checkpoint, read_state)
 from hybridssl.config import RunConfig, load_config, save_config
 from hybridssl.data.base import MultimodalDataset
 from hybridssl.data.batching import SafeDataset, Skipped
 from hybridssl.data.sample import SkipReport
 from hybridssl.data.splits import build_datasets
-from hybridssl.evaluation.embed import extract_embeddings
-from hybridssl.evaluation.heldout import heldout_report
-from hybridssl.models.hybrid import HybridModel
+from hybridssl.evaluation.heldout import evaluate_heldout
+from hybridssl.runs import build_model, count_parameters
 from hybridssl.preprocessing import PreprocessSpec, log_mel, fit_waveform
 from hybridssl.tokenizer import TextTokenizer, train_tokenizer
+from hybridssl.threads import torch_threads
 from hybridssl.trainer import StepLog, Trainer
-
-
-@dataclass
-class LoadedRun:
-    run_dir: Path
-    cfg: RunConfig
-    model: HybridModel
-    tokenizer: TextTokenizer | None
-    state: dict[str, Any]
-
-    @property
-    def spec(self) -> PreprocessSpec:
-        return self.cfg.preprocess
 
 
 def fit_audio_normalisation(dataset: MultimodalDataset, spec: PreprocessSpec, n: int = 64) -> tuple[float, float]:
@@ -72,15 +58,6 @@ def fit_audio_normalisation(dataset: MultimodalDataset, spec: PreprocessSpec, n:
     return round(float(x.mean()), 4), round(max(float(x.std()), 1e-3), 4)
 
 
-def build_model(cfg: RunConfig, vocab_size: int, modalities: tuple[str, ...] | None = None) -> HybridModel:
-    mcfg = cfg.model
-    if modalities is not None:
-        mcfg = replace(mcfg, modalities=tuple(m for m in mcfg.modalities if m in modalities))
-        if not mcfg.modalities:
-            raise ValueError(f"the data carries {modalities}, none of the model's modalities {cfg.model.modalities}")
-    return HybridModel(mcfg, cfg.preprocess, vocab_size)
-
-
 def prepare(cfg: RunConfig, run_dir: Path) -> tuple[RunConfig, MultimodalDataset, MultimodalDataset, TextTokenizer | None]:
     """Datasets, tokenizer and data-fitted preprocessing statistics of a new run."""
     train_set, val_set = build_datasets(cfg.data, cfg.train.seed, run_dir)
@@ -99,13 +76,8 @@ def train_run(cfg: RunConfig, run_dir: Path, *, resume: bool = False,
     """Train (or resume) the run in ``run_dir`` and return its final metrics (also in metrics.json).
 
     ``train.threads`` > 0 sets torch's intra-op threads for the duration of the call only."""
-    previous = torch.get_num_threads()
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    try:
+    with torch_threads(cfg.train.threads):
         return _train_run(cfg, Path(run_dir), resume, on_step, on_start)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, on_step: Callable[[StepLog], None] | None,
@@ -263,43 +235,6 @@ def resumed_schedule(done: int, planned: int, steps: int, ckpt: Path) -> dict[st
     if steps == planned:
         return None
     return {"resumed_at_step": done, "planned_steps": planned, "steps": steps}
-
-
-def evaluate_heldout(model: HybridModel, tokenizer: TextTokenizer | None, val_set, cfg: RunConfig) -> dict[str, Any]:
-    emb = extract_embeddings(model, val_set, cfg.preprocess, tokenizer, limit=cfg.train.eval_size,
-                             num_workers=cfg.data.num_workers)
-    return heldout_report(model, tokenizer, emb, val_set, val_set.label_names)
-
-
-def count_parameters(model: HybridModel, modality: str) -> int:
-    """Parameters of one inference tower: its encoder, the shared trunk, its norm and head."""
-    mods = [model.encoders[modality], model.norms[modality], model.heads[modality], model.trunk]
-    return sum(p.numel() for mod in mods for p in mod.parameters())
-
-
-def load_run(run_dir: Path, checkpoint: str | None = None, ema: bool = False, device: str = "cpu") -> LoadedRun:
-    """Rebuild a trained model from a run directory (safetensors + JSON only, never pickle)."""
-    run_dir = Path(run_dir)
-    folder = run_dir / "checkpoints" / checkpoint if checkpoint else latest_checkpoint(run_dir)
-    if folder is None or not folder.exists():
-        raise FileNotFoundError(f"{run_dir} holds no checkpoint (expected {run_dir}/checkpoints/step_*)")
-    ck = load_checkpoint(folder)
-    state = ck["state"]
-    cfg = RunConfig.from_dict(state["config"])
-    tokenizer = None
-    if "tokenizer_json" in ck:
-        from tokenizers import Tokenizer
-
-        tokenizer = TextTokenizer(Tokenizer.from_str(ck["tokenizer_json"]), cfg.preprocess.text.max_length)
-    model = build_model(cfg, int(state.get("vocab_size", 0)), tuple(state["modalities"]))
-    weights = ck["ema"] if ema and "ema" in ck else {
-        k[len("model."):]: v for k, v in ck["model"].items() if k.startswith("model.")
-    }
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"checkpoint {folder} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    model.to(device).eval()
-    return LoadedRun(run_dir, cfg, model, tokenizer, state)
 
 
 def render_report(cfg: RunConfig, metrics: dict[str, Any]) -> str:

@@ -76,7 +76,7 @@ def _tone(timbre: str, f0: float, t: np.ndarray, phase0: float, rng: np.random.G
     raise ValueError(f"unknown timbre {timbre!r}")
 
 
-def _envelope(n: int, sample_rate: int) -> np.ndarray:
+def envelope(n: int, sample_rate: int) -> np.ndarray:
     """Linear attack (5 ms) and release (``min(20 ms, n/4)``): ``(n,)`` float32 in ``[0, 1]``."""
     k = np.arange(n, dtype=np.float32)  # (n,)
     attack = max(1.0, _ATTACK_S * sample_rate)
@@ -104,7 +104,7 @@ def render_audio(
     length = (long if size == 1 else short) * seconds * tempo
     n_note = max(8, int(round(length * sample_rate)))
     out = np.zeros(total, dtype=np.float32)  # (T,)
-    env = _envelope(n_note, sample_rate)  # (n_note,)
+    env = envelope(n_note, sample_rate)  # (n_note,)
     for k in range(count):
         start = int(round((onset + k * spacing * seconds * tempo) * sample_rate))
         stop = min(total, start + n_note)

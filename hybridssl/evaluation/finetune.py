@@ -194,7 +194,7 @@ class FinetuneConfig:
             raise ValueError(f"learning rates must be >= 0 (head > 0) and weight_decay >= 0, got {self}")
 
 
-def _batches(n: int, batch_size: int, steps: int, seed: int):
+def shuffled_batches(n: int, batch_size: int, steps: int, seed: int):
     """``steps`` index batches (B,) walking seeded epoch permutations of range(n)."""
     b = min(batch_size, n)
     epoch, perm, offset = 0, np.random.default_rng([seed, 0]).permutation(n), 0
@@ -264,7 +264,7 @@ def finetune_classifier(model: HybridModel, modality: str, train: ModalityInputs
         y_train = torch.from_numpy(train.labels)
         best: tuple[float, int, dict[str, Tensor]] | None = None
         clf.train()
-        for step, rows in enumerate(_batches(len(train), cfg.batch_size, cfg.steps, seed), start=1):
+        for step, rows in enumerate(shuffled_batches(len(train), cfg.batch_size, cfg.steps, seed), start=1):
             attn = None if train.attention is None else train.attention[rows].to(device)
             logits = clf(train.x[rows].to(device), attn)                    # (B, K)
             loss = F.cross_entropy(logits.float(), y_train[rows].to(device))

@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from hybridssl.evaluation.embed import Embeddings, embed_texts
+from hybridssl.evaluation.embed import Embeddings, embed_texts, extract_embeddings
 from hybridssl.evaluation.retrieval import bidirectional_retrieval
 from hybridssl.evaluation.zeroshot import class_embeddings, zero_shot_accuracy
 from hybridssl.models.hybrid import HybridModel
 from hybridssl.tokenizer import TextTokenizer
+from edge_runtime.schema import MODALITIES
 
 PROMPT_TEMPLATES = ("a {}", "a photo of a {}", "the sound of a {}", "{}")
-ORDER = ("image", "text", "audio")
 
 
 def class_prompts(dataset, label_names: list[str] | None) -> dict[str, list[str]] | None:
@@ -33,7 +33,7 @@ def class_prompts(dataset, label_names: list[str] | None) -> dict[str, list[str]
 
 def retrieval_report(emb: Embeddings, ks=(1, 5, 10)) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
-    present = [m for m in ORDER if m in emb.by_modality]
+    present = [m for m in MODALITIES if m in emb.by_modality]
     for a, b in itertools.combinations(present, 2):
         ea, eb, keys = emb.paired(a, b)
         if len(keys) < 2:
@@ -92,3 +92,11 @@ def heldout_report(model: HybridModel, tokenizer: TextTokenizer | None, emb: Emb
         "n_items": len(emb.keys),
         "skipped": emb.report.to_dict(),
     }
+
+
+def evaluate_heldout(model: Any, tokenizer: Any, val_set: Any, cfg: Any) -> dict[str, Any]:
+    """The held-out report (retrieval, zero-shot) of ``model`` on up to ``cfg.train.eval_size`` items
+    of ``val_set`` — what every training run ends with."""
+    emb = extract_embeddings(model, val_set, cfg.preprocess, tokenizer, limit=cfg.train.eval_size,
+                             num_workers=cfg.data.num_workers)
+    return heldout_report(model, tokenizer, emb, val_set, val_set.label_names)

@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from hybridssl.evaluation.probes import _check_features, _check_labels, _check_n_classes, check_splits
+from hybridssl.evaluation.probes import check_features, check_labels, check_n_classes, check_splits
 from hybridssl.evaluation.zeroshot import macro_f1
 
 
@@ -77,15 +77,15 @@ def knn_predict(
 ) -> np.ndarray:
     """Weighted cosine kNN predictions (M,) int64 for test_x (M, D); see module doc."""
     _check_knn_args(k, tau, chunk_size)
-    train_x = _check_features("train_x", train_x)
-    test_x = _check_features("test_x", test_x, allow_empty=True)
+    train_x = check_features("train_x", train_x)
+    test_x = check_features("test_x", test_x, allow_empty=True)
     if test_x.shape[1] != train_x.shape[1]:
         raise ValueError(f"feature dims differ: train {train_x.shape[1]}, test {test_x.shape[1]}")
     if n_classes is None:
         y = np.asarray(train_y)
         n_classes = int(y.max()) + 1 if y.size and np.issubdtype(y.dtype, np.integer) else 1
-    n_classes = _check_n_classes(n_classes)
-    train_y = _check_labels("train_y", train_y, train_x.shape[0], n_classes)
+    n_classes = check_n_classes(n_classes)
+    train_y = check_labels("train_y", train_y, train_x.shape[0], n_classes)
     if test_x.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
     train, query = _l2_normalise("train_x", train_x), _l2_normalise("test_x", test_x)
@@ -108,7 +108,7 @@ def knn_classify(
     Returns {"accuracy": test %, "macro_f1": test %, "k": chosen k, "val_accuracy": %,
     "n_train": int, "tau": τ}. Neighbours are searched once for the largest k of the grid.
     """
-    n_classes = _check_n_classes(n_classes)
+    n_classes = check_n_classes(n_classes)
     grid = sorted(int(k) for k in k_grid)
     if not grid:
         raise ValueError("k_grid is empty")

@@ -35,7 +35,7 @@ from hybridssl.evaluation.zeroshot import macro_f1
 _STD_FLOOR = 1e-12
 
 
-def _check_features(name: str, x: np.ndarray, allow_empty: bool = False) -> np.ndarray:
+def check_features(name: str, x: np.ndarray, allow_empty: bool = False) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n, D), got shape {x.shape}")
@@ -50,7 +50,7 @@ def _check_features(name: str, x: np.ndarray, allow_empty: bool = False) -> np.n
     return x.astype(np.float64)
 
 
-def _check_labels(name: str, y: np.ndarray, n: int, n_classes: int) -> np.ndarray:
+def check_labels(name: str, y: np.ndarray, n: int, n_classes: int) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},), got {y.shape}")
@@ -61,7 +61,7 @@ def _check_labels(name: str, y: np.ndarray, n: int, n_classes: int) -> np.ndarra
     return y.astype(np.int64)
 
 
-def _check_n_classes(n_classes: int) -> int:
+def check_n_classes(n_classes: int) -> int:
     if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
         raise ValueError(f"n_classes must be a positive int, got {n_classes!r}")
     return int(n_classes)
@@ -94,9 +94,9 @@ def fit_logistic(
     x (n, D), y (n,) in [0, n_classes). Returns W (D, n_classes), b (n_classes,) float64; classes
     absent from y get W[:, c] = 0 and b[c] = −inf. ``tol`` bounds the max-abs gradient at stop.
     """
-    n_classes = _check_n_classes(n_classes)
-    x = _check_features("x", x)
-    y = _check_labels("y", y, x.shape[0], n_classes)
+    n_classes = check_n_classes(n_classes)
+    x = check_features("x", x)
+    y = check_labels("y", y, x.shape[0], n_classes)
     l2 = float(l2)
     if not math.isfinite(l2) or l2 < 0:
         raise ValueError(f"l2 must be a finite number >= 0, got {l2}")
@@ -146,14 +146,14 @@ def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
 def check_splits(train_x, train_y, val_x, val_y, test_x, test_y, n_classes: int, allow_empty_val: bool = False):
     """Validate the (features, labels) of the train/val/test splits of one protocol run; returns them
     as checked arrays: features (n, D) of one common D, labels in [0, n_classes)."""
-    train_x = _check_features("train_x", train_x)
-    val_x = _check_features("val_x", val_x, allow_empty=allow_empty_val)
-    test_x = _check_features("test_x", test_x)
+    train_x = check_features("train_x", train_x)
+    val_x = check_features("val_x", val_x, allow_empty=allow_empty_val)
+    test_x = check_features("test_x", test_x)
     if not (val_x.shape[1] == test_x.shape[1] == train_x.shape[1]):
         raise ValueError(f"feature dims differ: train {train_x.shape[1]}, val {val_x.shape[1]}, test {test_x.shape[1]}")
-    train_y = _check_labels("train_y", train_y, train_x.shape[0], n_classes)
-    val_y = _check_labels("val_y", val_y, val_x.shape[0], n_classes)
-    test_y = _check_labels("test_y", test_y, test_x.shape[0], n_classes)
+    train_y = check_labels("train_y", train_y, train_x.shape[0], n_classes)
+    val_y = check_labels("val_y", val_y, val_x.shape[0], n_classes)
+    test_y = check_labels("test_y", test_y, test_x.shape[0], n_classes)
     return train_x, train_y, val_x, val_y, test_x, test_y
 
 
@@ -171,7 +171,7 @@ def linear_probe(
     "val_accuracy": %, "n_train": int}. An empty validation split is allowed only with a
     single-value grid (then "val_accuracy" is NaN).
     """
-    n_classes = _check_n_classes(n_classes)
+    n_classes = check_n_classes(n_classes)
     train_x, train_y, val_x, val_y, test_x, test_y = check_splits(
         train_x, train_y, val_x, val_y, test_x, test_y, n_classes, allow_empty_val=True)
     grid = [float(v) for v in l2_grid]

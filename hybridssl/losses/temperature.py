@@ -32,6 +32,8 @@ def _check_temperatures(init: float, low: float, high: float) -> None:
 class LearnableTemperature(nn.Module):
     """The contrastive logit scale ``exp(log_scale)``, clamped to ``[1/max_T, 1/min_T]``."""
 
+    log_scale: Tensor
+
     def __init__(
         self,
         init_temperature: float = 0.07,

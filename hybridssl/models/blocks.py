@@ -11,7 +11,6 @@ checkpoints stay interchangeable — owned here because importing timm costs sec
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

@@ -26,6 +26,7 @@ from hybridssl.models.blocks import make_blocks
 from hybridssl.models.encoders import STEMS, ModalityEncoder, PatchStem, TextStem
 from hybridssl.models.masking import Masking, gather_tokens, random_masking
 from hybridssl.preprocessing import PreprocessSpec
+from edge_runtime.schema import MODALITIES
 
 PATCH_MODALITIES = ("image", "audio")
 POOLS = ("mean", "max")
@@ -41,7 +42,7 @@ class Encoded:
 class HybridModel(nn.Module):
     def __init__(self, cfg: ModelConfig, spec: PreprocessSpec, vocab_size: int) -> None:
         super().__init__()
-        unknown = set(cfg.modalities) - {"image", "text", "audio"}
+        unknown = set(cfg.modalities) - set(MODALITIES)
         if unknown or not cfg.modalities:
             raise ValueError(f"modalities must be a non-empty subset of image, text, audio; got {cfg.modalities}")
         if not 0 <= cfg.shared_depth <= cfg.depth:
@@ -50,7 +51,7 @@ class HybridModel(nn.Module):
             raise ValueError("generative must be mae|vae|none and text_generative mlm|none")
         self.cfg = cfg
         self.modalities = tuple(cfg.modalities)
-        unknown_towers = sorted(set(cfg.towers) - {"image", "text", "audio"})
+        unknown_towers = sorted(set(cfg.towers) - set(MODALITIES))
         if unknown_towers:
             raise ValueError(f"model.towers names unknown modalities {unknown_towers}; valid: audio, image, text")
         towers = {m: cfg.tower(m) for m in self.modalities}            # m → (width, depth, heads)

@@ -50,6 +50,12 @@ def _check_redundancy(value: float | Tensor) -> float:
 class AdaptiveWeighting(LossWeighting):
     """w_p = clip(d_p/mean d, w_min, w_max) for contrastive, w_g = clip(base_g(1+κr), ...) else."""
 
+    base: Tensor
+    difficulty: Tensor
+    difficulty_seen: Tensor
+    redundancy: Tensor
+    redundancy_seen: Tensor
+
     name = "adaptive"
 
     def __init__(self, loss_names: Sequence[str], base_generative: float | dict[str, float] = 1.0,

@@ -38,6 +38,13 @@ def dwa_weights(ratios: Tensor, temperature: float) -> Tensor:
 class DynamicWeightAverage(LossWeighting):
     """w_i = K·softmax_i(r/T), r_i = L̄_i(t−1)/L̄_i(t−2) over periods of steps; 1 before 2 periods."""
 
+    period_sum: Tensor
+    period_count: Tensor
+    avg_last: Tensor
+    avg_prev: Tensor
+    periods_done: Tensor
+    current_period: Tensor
+
     name = "dwa"
 
     def __init__(self, loss_names: Sequence[str], period: int = 50,

@@ -37,6 +37,8 @@ def resolve_weights(loss_names: Sequence[str], weights: dict[str, float] | None,
 class FixedWeighting(LossWeighting):
     """total = Σ_i w_i · L_i with constant weights (per full name or per group, default 1)."""
 
+    weights: Tensor
+
     name = "fixed"
 
     def __init__(self, loss_names: Sequence[str], weights: dict[str, float] | None = None) -> None:

@@ -83,6 +83,10 @@ def gradnorm_step(weights: Tensor, grad_norms: Tensor, rel_losses: Tensor, alpha
 class GradNorm(LossWeighting):
     """w ← w − lr·∂/∂w Σ_i|w_i‖∇_W L_i‖ − Ḡ·r_i^α|, renormalised Σw = K; total = Σ w_i·L_i."""
 
+    weights: Tensor
+    initial_losses: Tensor
+    initialised: Tensor
+
     name = "gradnorm"
 
     def __init__(self, loss_names: Sequence[str], alpha: float = 1.5, lr: float = 0.025,

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from cli.main import main
-from hybridssl.ablation import VARIANTS
+from hybridssl.app.ablation import VARIANTS
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from distill.cache import TeacherCache, build_cache, fingerprint, load_cache, load_or_build
-from distill.runs import checkpoint_folder, load_any_run
+from hybridssl.runs import checkpoint_folder, load_run
 from distill.task import CachedTeacher, DistillCollator, LiveTeacher, TaggedDataset
 from hybridssl.data.batching import SafeDataset
 from hybridssl.data.open import open_dataset
@@ -15,7 +15,7 @@ from hybridssl.data.open import open_dataset
 
 @pytest.fixture(scope="module")
 def built(teacher_dir):
-    teacher = load_any_run(teacher_dir)
+    teacher = load_run(teacher_dir)
     data = open_dataset("builtin", size=16, split="train", seed=0, image_size=32)
     cache = build_cache(teacher.model, data, teacher.spec, teacher.tokenizer, chunk=6)
     fp = fingerprint(checkpoint_folder(teacher_dir), {"train": "builtin", "train_size": 16}, 0, len(data),

@@ -5,7 +5,7 @@ import pytest
 from distill.api import distill_run
 from distill.config import DistillConfig
 from hybridssl.config import load_config
-from hybridssl.run import train_run
+from hybridssl.app.train import train_run
 
 
 @pytest.fixture(scope="module")

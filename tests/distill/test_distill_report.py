@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from distill.report import (_row, cpu_latency_ms, cross_retrieval, distill_report, example_inputs, flops_per_sample,
+from distill.report import (comparison_row, cpu_latency_ms, cross_retrieval, distill_report, example_inputs, flops_per_sample,
                             format_row)
-from distill.runs import load_any_run
+from hybridssl.runs import load_run
 from distill.students import StudentSpec, build_student_model
 from hybridssl.evaluation.embed import Embeddings
 from hybridssl.preprocessing import PreprocessSpec
-from hybridssl.run import count_parameters
+from hybridssl.runs import count_parameters
 
 E = 16
 
@@ -44,12 +44,12 @@ def test_example_inputs_and_latency():
 
 
 def test_rows_ratios_and_formatting():
-    assert _row("R@1 image->text", 50.0, 45.0, "retention")["ratio"] == pytest.approx(90.0)
-    assert _row("image tower parameters", 5e6, 1e6, "reduction")["ratio"] == pytest.approx(5.0)
-    assert _row("R@1 x", 0.0, 3.0, "retention")["ratio"] is None
-    assert format_row(_row("image tower parameters", 5.4e6, 0.99e6, "reduction")) == (
+    assert comparison_row("R@1 image->text", 50.0, 45.0, "retention")["ratio"] == pytest.approx(90.0)
+    assert comparison_row("image tower parameters", 5e6, 1e6, "reduction")["ratio"] == pytest.approx(5.0)
+    assert comparison_row("R@1 x", 0.0, 3.0, "retention")["ratio"] is None
+    assert format_row(comparison_row("image tower parameters", 5.4e6, 0.99e6, "reduction")) == (
         "image tower parameters", "5.40 M", "0.99 M", "5.5×", "-")
-    assert format_row(_row("R@1 image->text", 40.0, 38.0, "retention", 0.5))[3:] == ("95.0 %", "0.50")
+    assert format_row(comparison_row("R@1 image->text", 40.0, 38.0, "retention", 0.5))[3:] == ("95.0 %", "0.50")
 
 
 def test_cross_retrieval_pairs_items_by_dataset_position():
@@ -73,7 +73,7 @@ def test_the_report_of_a_tiny_student(student_dir, teacher_dir):
     report = distill_report(student_dir, pool_size=32, test_size=24, seeds=(0,), repeats=2, threads=1)
     assert torch.get_num_threads() == before                            # the latency threads are scoped
     assert json.loads((student_dir / "distill_report.json").read_text())["rows"] == report["rows"]
-    teacher = load_any_run(teacher_dir)
+    teacher = load_run(teacher_dir)
     image = report["towers"]["image"]
     assert image["teacher"]["parameters"] == count_parameters(teacher.model, "image")
     assert image["student"]["input"] == [1, 3, 64, 64] and image["teacher"]["input"] == [1, 3, 32, 32]

@@ -6,7 +6,7 @@ import torch
 
 from distill.config import DistillConfig
 from distill.feature_loss import feature_distillation
-from distill.runs import load_any_run
+from hybridssl.runs import load_run
 from distill.students import StudentSpec, build_student_model
 from distill.task import DistillCollator, DistillTask, LiveTeacher, Side, TaggedDataset, aligned, distill_pairs
 from hybridssl.data.batching import SafeDataset
@@ -31,7 +31,7 @@ def test_pairs_need_a_student_side():
 
 @pytest.fixture(scope="module")
 def setup(teacher_dir):
-    teacher = load_any_run(teacher_dir)
+    teacher = load_run(teacher_dir)
     spec = student_preprocess(teacher.spec, 64)
     data = TaggedDataset(open_dataset("builtin", size=12, split="train", seed=0, image_size=32))
     collator = DistillCollator(spec, teacher.tokenizer, teacher.model.modalities, teacher.spec.image)

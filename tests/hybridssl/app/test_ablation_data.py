@@ -6,7 +6,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from hybridssl.ablation import dataset_overrides
+from hybridssl.app.ablation import dataset_overrides
 
 
 def _manifest(tmp_path, with_caption: bool):

@@ -11,8 +11,9 @@ from hybridssl.config import load_config
 from hybridssl.data.synthetic import SyntheticScenes
 from hybridssl.evaluation.finetune import FinetuneConfig
 from hybridssl.evaluation.labels import label_fraction_split, load_splits
-from hybridssl.evaluation.protocols import (check_fractions, check_seeds, evaluate_run, make_splits, partition,
-                                            prompt_dict, resolve_data, split_name)
+from hybridssl.evaluation.lowlabel import check_fractions, check_seeds, make_splits, split_name
+from hybridssl.app.evaluate import evaluate_run
+from hybridssl.evaluation.evaldata import partition, prompt_dict, resolve_data
 
 
 POOL, TEST = 120, 50
@@ -217,7 +218,7 @@ def test_a_fraction_without_training_items_is_skipped_not_fatal(run_dir, tmp_pat
 
 def test_modality_rows_pick_features_or_embeddings():
     from hybridssl.evaluation.embed import Embeddings
-    from hybridssl.evaluation.protocols import modality_rows
+    from hybridssl.evaluation.lowlabel import modality_rows
 
     emb = Embeddings(keys=["a", "b", "c"], labels=np.array([2, -1, 0]),
                      by_modality={"image": np.eye(2, 4)}, index={"image": np.array([0, 2])},
@@ -236,7 +237,7 @@ def test_extracted_embedding_is_the_normalised_head_of_the_features(run_dir):
 
     from hybridssl.data.open import open_dataset
     from hybridssl.evaluation.embed import extract_embeddings
-    from hybridssl.run import load_run
+    from hybridssl.runs import load_run
 
     run = load_run(run_dir)
     ds = open_dataset("builtin", split="test", size=8, image_size=run.cfg.data.image_size)
@@ -255,7 +256,7 @@ def test_evaluating_on_the_runs_own_user_data_never_uses_pretraining_items(tmp_p
 
     from hybridssl.config import load_config
     from hybridssl.data.splits import build_datasets
-    from hybridssl.evaluation.protocols import resolve_data
+    from hybridssl.evaluation.evaldata import resolve_data
 
     rows = []
     for k in range(60):

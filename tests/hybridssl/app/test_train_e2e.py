@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from hybridssl.config import load_config
-from hybridssl.run import load_run, train_run
+from hybridssl.runs import load_run
+from hybridssl.app.train import train_run
 from hybridssl.trainer import NonFiniteLossError
 
 TINY = ["data.train_size=64", "data.val_size=32", "train.eval_size=32", "train.batch_size=8", "train.ckpt_every=0"]
@@ -191,7 +192,7 @@ KILLED_IN_FIRST_CHECKPOINT = r"""
 import os, signal, sys
 import hybridssl.checkpoint as ck
 from hybridssl.config import load_config
-from hybridssl.run import train_run
+from hybridssl.app.train import train_run
 
 real = ck.save_file
 def save_then_die(tensors, path, *a, **k):
@@ -212,7 +213,7 @@ def test_a_real_kill_9_in_the_first_checkpoint_write(tmp_path):
 
     run = tmp_path / "run"
     over = TINY + ["train.steps=4", "train.ckpt_every=2", "train.threads=1"]
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     proc = subprocess.run([sys.executable, "-c", KILLED_IN_FIRST_CHECKPOINT, str(run), *over], cwd=root,
                           env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-2000:]

@@ -217,7 +217,7 @@ def test_clear_errors(builtin, shard_dir, tmp_path):
 def _stream_trainer(run: Path, shards: Path, steps: int):
     from hybridssl.checkpoint import latest_checkpoint
     from hybridssl.config import load_config
-    from hybridssl.run import build_model
+    from hybridssl.runs import build_model
     from hybridssl.tokenizer import TextTokenizer, train_tokenizer
     from hybridssl.trainer import Trainer
 

@@ -10,7 +10,7 @@ import pytest
 
 from hybridssl.data.base import MultimodalDataset
 from hybridssl.data.synthetic import ANCHORS, PALETTE, RADII, SyntheticScenes, render_image, shape_mask
-from hybridssl.data.synthetic_audio import ONSETS, PEAK, PITCHES_HZ, RHYTHMS, _envelope, render_audio
+from hybridssl.data.synthetic_audio import ONSETS, PEAK, PITCHES_HZ, RHYTHMS, envelope, render_audio
 from hybridssl.data.synthetic_text import (
     ATTRIBUTES,
     N_CAPTION_DRAWS,
@@ -289,7 +289,7 @@ def test_texture_and_distractors_without_noise() -> None:
 
 def test_envelope_matches_loop_reference() -> None:
     for n in (8, 50, 2000):
-        env = _envelope(n, SR)
+        env = envelope(n, SR)
         attack, release = max(1.0, 0.005 * SR), max(1.0, min(0.02 * SR, n / 4))
         ref = [min(1.0, max(0.0, min(k / attack, (n - 1 - k) / release))) for k in range(n)]
         np.testing.assert_allclose(env, ref, rtol=1e-6, atol=1e-7)

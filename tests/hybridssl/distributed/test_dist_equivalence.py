@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from hybridssl.config import load_config
 from hybridssl.data.splits import build_datasets
-from hybridssl.run import build_model
+from hybridssl.runs import build_model
 from hybridssl.tokenizer import TextTokenizer, train_tokenizer
 from hybridssl.trainer import Trainer
 
@@ -152,16 +152,16 @@ def test_rank_shares_of_the_gathered_infonce_sum_to_the_global_loss():
     import torch.nn.functional as F
 
     from hybridssl.losses.infonce import GatheredPair, InfoNCELoss, info_nce
-    from hybridssl.task import _caption_codes, _duplicates
+    from hybridssl.losses.positives import caption_codes, duplicate_captions
 
     g = torch.Generator().manual_seed(0)
     a = F.normalize(torch.randn(5, 4, generator=g, dtype=torch.float64), dim=1).requires_grad_()
     b = F.normalize(torch.randn(5, 4, generator=g, dtype=torch.float64), dim=1).requires_grad_()
     queue = F.normalize(torch.randn(3, 4, generator=g, dtype=torch.float64), dim=1)
     captions = ["a red disc", "A red disc ", "blue", None, "blue"]
-    codes = _caption_codes(captions)
+    codes = caption_codes(captions)
     mask = (codes[:, None] == codes[None, :]) & (codes >= 0)[:, None] & (codes >= 0)[None, :]
-    assert torch.equal(mask, _duplicates(captions))
+    assert torch.equal(mask, duplicate_captions(captions))
     scale = torch.tensor(3.0, dtype=torch.float64)
     full = info_nce(a, b, scale, queue_b=queue, positive_mask=mask)
     loss = InfoNCELoss(gather_distributed=True)
@@ -177,7 +177,7 @@ def test_rank_shares_of_the_gathered_infonce_sum_to_the_global_loss():
 
 
 def test_rank_plan_replays_the_draws_of_the_other_ranks():
-    from hybridssl.task import RankPlan
+    from hybridssl.dist import RankPlan
 
     counts = [{"image": 3, "text": 2, "audio": 0}, {"image": 2, "text": 0, "audio": 1}]
     whole = torch.rand(5, 4, generator=torch.Generator().manual_seed(1))
@@ -185,8 +185,8 @@ def test_rank_plan_replays_the_draws_of_the_other_ranks():
     for r in (0, 1):
         g = torch.Generator().manual_seed(1)
         plan = RankPlan(r, 2, counts)
-        rows.append(plan.replay("image", lambda n: torch.rand(n, 4, generator=g),
-                                lambda: torch.rand(counts[r]["image"], 4, generator=g)))
+        rows.append(plan.replay("image", lambda n, g=g: torch.rand(n, 4, generator=g),
+                                lambda r=r, g=g: torch.rand(counts[r]["image"], 4, generator=g)))
         after = torch.rand(21, generator=torch.Generator().manual_seed(1))[20:]
         assert torch.equal(torch.rand(1, generator=g), after)  # every rank leaves the stream where one process does
     assert torch.equal(torch.cat(rows), whole)

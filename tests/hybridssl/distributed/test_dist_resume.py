@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 from hybridssl.checkpoint import latest_checkpoint
 from hybridssl.config import load_config
 from hybridssl.data.splits import build_datasets
-from hybridssl.run import build_model
+from hybridssl.runs import build_model
 from hybridssl.tokenizer import TextTokenizer, train_tokenizer
 from hybridssl.trainer import Trainer
 
@@ -118,7 +118,7 @@ def test_resume_on_another_world_size_matches_uninterrupted(root, name):
         got, want = _final(root / name, kind), _final(root / "full", kind)
         assert got.keys() == want.keys()
         for k in want:
-            torch.testing.assert_close(got[k], want[k], atol=1e-10, rtol=1e-9, msg=lambda m, k=k: f"{kind} {k}: {m}")
+            torch.testing.assert_close(got[k], want[k], atol=1e-10, rtol=1e-9, msg=lambda m, k=k, kind=kind: f"{kind} {k}: {m}")
     lines = [json.loads(x) for x in (root / name / "metrics.jsonl").read_text().splitlines()]
     ref = [json.loads(x) for x in (root / "full" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3, 4]

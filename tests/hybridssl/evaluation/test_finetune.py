@@ -7,9 +7,9 @@ import torch
 
 from hybridssl.config import load_config
 from hybridssl.data.synthetic import SyntheticScenes
-from hybridssl.evaluation.finetune import (FinetuneConfig, ModalityInputs, PositionTagged, TowerClassifier, _batches,
+from hybridssl.evaluation.finetune import (FinetuneConfig, ModalityInputs, PositionTagged, TowerClassifier, shuffled_batches,
                                            finetune_classifier, load_inputs, pick_modality, split_tags)
-from hybridssl.run import build_model, load_run
+from hybridssl.runs import build_model, load_run
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -82,14 +82,14 @@ def test_logits_are_the_linear_head_of_the_pooled_features(run):
 
 
 def test_batches_walk_seeded_epoch_permutations():
-    batches = [b.tolist() for b in _batches(10, 4, 6, seed=5)]
+    batches = [b.tolist() for b in shuffled_batches(10, 4, 6, seed=5)]
     assert all(len(b) == 4 for b in batches)
     for epoch in range(3):  # two disjoint batches per epoch (the remainder of 2 is dropped)
         a, b = batches[2 * epoch], batches[2 * epoch + 1]
         assert not set(a) & set(b)
         perm = np.random.default_rng([5, epoch]).permutation(10).tolist()
         assert a + b == perm[:8]
-    assert [b.tolist() for b in _batches(3, 8, 2, seed=0)] == [np.random.default_rng([0, e]).permutation(3).tolist()
+    assert [b.tolist() for b in shuffled_batches(3, 8, 2, seed=0)] == [np.random.default_rng([0, e]).permutation(3).tolist()
                                                                 for e in (0, 1)]
 
 

@@ -4,7 +4,7 @@
 import torch
 
 from hybridssl.config import load_config
-from hybridssl.run import build_model
+from hybridssl.runs import build_model
 
 
 def test_masked_max_is_the_max_over_real_tokens():
