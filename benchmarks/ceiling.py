@@ -35,13 +35,13 @@ from rich.console import Console
 from rich.table import Table
 
 from edge_runtime.machine import machine_info
+from hybridssl.app.train import train_run
 from hybridssl.config import load_config
 from hybridssl.data.splits import build_datasets
 from hybridssl.data.synthetic_text import ATTRIBUTES
 from hybridssl.evaluation.probes import linear_probe
 from hybridssl.preprocessing import preprocess_image
 from hybridssl.runs import build_model, load_run
-from hybridssl.app.train import train_run
 from hybridssl.schedule import warmup_cosine
 
 OUT = Path(__file__).parent / "results" / "ceiling.json"

@@ -24,7 +24,6 @@ import json
 import platform
 import tempfile
 import time
-from edge_runtime.machine import machine_info
 from pathlib import Path
 
 import torch
@@ -32,11 +31,12 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader
 
+from edge_runtime.machine import machine_info
+from hybridssl.app.train import prepare
 from hybridssl.config import load_config
 from hybridssl.data.batching import Collator, SafeDataset, StepBatchSampler
 from hybridssl.data.shards import ShardDataset, write_shards
 from hybridssl.runs import build_model
-from hybridssl.app.train import prepare
 from hybridssl.trainer import Trainer
 
 OUT = Path(__file__).parent / "results" / "dataloader.json"

@@ -21,13 +21,14 @@ import argparse
 import json
 import sys
 import time
-from edge_runtime.machine import machine_info
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
 from rich.table import Table
+
+from edge_runtime.machine import machine_info
 
 OUT = Path(__file__).parent / "results" / "distill.json"
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,8 +39,8 @@ console = Console()
 
 
 def train_teacher(config: str, steps: int | None, threads: int, overrides: list[str], out: Path) -> tuple[Path, float]:
-    from hybridssl.config import load_config, preset_path
     from hybridssl.app.train import train_run
+    from hybridssl.config import load_config, preset_path
 
     try:
         preset_path(config)

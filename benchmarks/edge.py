@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from functools import partial
 import sys
 import tempfile
-from edge_runtime.machine import machine_info
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+from edge_runtime.machine import machine_info
 
 # benchmarks/distill.py would shadow the distill package when this file runs as a script
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,10 +42,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from hybridssl.runs import load_run
 from edge_runtime.bench import sample_items, time_ms
 from edge_runtime.model import EdgeModel
 from hybridssl.preprocessing import preprocess_audio, preprocess_image
+from hybridssl.runs import load_run
 
 OUT = Path(__file__).parent / "results" / "edge.json"
 

@@ -29,7 +29,6 @@ import json
 import sys
 import tempfile
 import time
-from edge_runtime.machine import machine_info
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +37,17 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from edge_runtime.machine import machine_info
+
 ROOT = Path(__file__).resolve().parent.parent
 # this file shares its name with a package: the repository root must come first, this folder not at all
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 
-from hybridssl.runs import load_run
 from export.api import export_run
 from export.backends import OpenVinoRunner, OrtRunner, Runner
 from export.data import calibration_feeds, run_splits, split_feeds
 from export.towers import torch_embed
+from hybridssl.runs import load_run
 
 OUT = Path(__file__).parent / "results" / "export.json"
 SENSITIVITY_OUT = Path(__file__).parent / "results" / "export_sensitivity.json"
@@ -58,8 +59,8 @@ STEP = {("onnxruntime", "fp32"): "optimize", ("onnxruntime", "int8"): "ort-int8"
 
 
 def train_small(root: Path, steps: int, threads: int) -> Path:
-    from hybridssl.config import load_config
     from hybridssl.app.train import train_run
+    from hybridssl.config import load_config
 
     run = root / "small-teacher"
     console.print(f"training a small teacher for {steps} steps in {run} …")

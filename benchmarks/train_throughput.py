@@ -15,19 +15,19 @@ import json
 import platform
 import statistics
 import time
-from edge_runtime.machine import machine_info
 from pathlib import Path
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
+from edge_runtime.machine import machine_info
+from hybridssl.app.train import prepare
 from hybridssl.config import load_config
 from hybridssl.data.batching import Collator, SafeDataset, StepBatchSampler
 from hybridssl.runs import build_model
-from hybridssl.app.train import prepare
-from hybridssl.trainer import param_groups
 from hybridssl.task import HybridTask, TextMasking
+from hybridssl.trainer import param_groups
 
 OUT = Path(__file__).parent / "results" / "train_throughput.json"
 

@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-
-from hybridssl.data.specs import forms_help
 from rich.table import Table
 
 from cli.console import PhaseProgress, console
+from hybridssl.data.specs import forms_help
 
 
 def ablate(

@@ -91,8 +91,8 @@ def demo(
     from distill.api import distill_run
     from distill.report import format_row
     from export.api import export_run
-    from hybridssl.config import load_config
     from hybridssl.app.train import train_run
+    from hybridssl.config import load_config
 
     t0 = time.perf_counter()
     cfg = load_config("tiny", ["train.steps=30", "train.ckpt_every=0"]) if quick else load_config("small")

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-
-from hybridssl.data.specs import forms_help
 from rich.table import Table
 
 from cli.console import PhaseProgress, TrainProgress, console, print_heldout, skip_table
+from hybridssl.data.specs import forms_help
 
 
 class Bars:

@@ -100,8 +100,8 @@ def evaluate(
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default)")] = 0,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bar")] = False,
 ) -> None:
-    from hybridssl.evaluation.finetune import FinetuneConfig
     from hybridssl.app.evaluate import evaluate_run
+    from hybridssl.evaluation.finetune import FinetuneConfig
 
     fracs = parse_fractions(fractions)
     if seeds < 1:

@@ -8,9 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from hybridssl.data.specs import forms_help
-
 from cli.console import TrainProgress, console, print_heldout, skip_table
+from hybridssl.data.specs import forms_help
 
 
 def train(
@@ -26,8 +25,8 @@ def train(
     allow_outside_paths: Annotated[bool, typer.Option("--allow-outside-paths",
                                                       help="let a manifest read files outside its folder")] = False,
 ) -> None:
-    from hybridssl.config import load_config
     from hybridssl.app.train import train_run
+    from hybridssl.config import load_config
 
     overrides = list(set_ or [])
     if data:

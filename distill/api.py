@@ -26,23 +26,21 @@ import torch
 
 from distill.cache import build_cache, fingerprint, load_or_build
 from distill.config import DistillConfig, split_overrides
-from hybridssl.runs import checkpoint_folder, load_run
 from distill.students import StudentSpec, build_student_model, resolve_students, student_entry
 from distill.task import CachedTeacher, DistillCollator, DistillTask, LiveTeacher, TaggedDataset
 from distill.trainer import DistillTrainer
+from edge_runtime.schema import MODALITIES
+from hybridssl.app.train import render_report
 from hybridssl.checkpoint import atomic_write_text
 from hybridssl.config import RunConfig, deep_update, parse_override, save_config
 from hybridssl.data.splits import build_datasets
 from hybridssl.evaluation.embed import embed_texts
-from hybridssl.evaluation.heldout import class_prompts
+from hybridssl.evaluation.heldout import class_prompts, evaluate_heldout
 from hybridssl.evaluation.zeroshot import class_embeddings
 from hybridssl.preprocessing import PreprocessSpec
-from hybridssl.runs import LoadedRun
-from hybridssl.evaluation.heldout import evaluate_heldout
-from hybridssl.app.train import render_report
+from hybridssl.runs import LoadedRun, checkpoint_folder, load_run
 from hybridssl.threads import torch_threads
 from hybridssl.trainer import StepLog, Trainer
-from edge_runtime.schema import MODALITIES
 
 Progress = Callable[[str, int, int], None]
 

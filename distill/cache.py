@@ -31,7 +31,6 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from edge_runtime.bundle import sha256_file
-
 from hybridssl.evaluation.embed import extract_embeddings
 from hybridssl.evaluation.finetune import PositionTagged, split_tags
 

@@ -39,18 +39,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hybridssl.runs import load_run
+from edge_runtime.schema import MODALITIES
 from hybridssl.checkpoint import atomic_write_text
+from hybridssl.evaluation.evaldata import resolve_data
 from hybridssl.evaluation.finetune import FinetuneConfig, pick_modality
 from hybridssl.evaluation.heldout import class_prompts, retrieval_report, zero_shot_report
-from hybridssl.jsonsafe import json_safe
-from hybridssl.threads import torch_threads
 from hybridssl.evaluation.lowlabel import PROBE_INPUTS, extract_tagged, low_label_report
-from hybridssl.evaluation.evaldata import resolve_data
 from hybridssl.evaluation.retrieval import bidirectional_retrieval
+from hybridssl.jsonsafe import json_safe
 from hybridssl.preprocessing import PreprocessSpec
-from hybridssl.runs import LoadedRun, count_parameters
-from edge_runtime.schema import MODALITIES
+from hybridssl.runs import LoadedRun, count_parameters, load_run
+from hybridssl.threads import torch_threads
 
 Progress = Callable[[str, int, int], None]
 

@@ -39,8 +39,8 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hybridssl.preprocessing import PreprocessSpec
 from edge_runtime.schema import MODALITIES
+from hybridssl.preprocessing import PreprocessSpec
 
 #: the student of each modality when none is named
 DEFAULT_STUDENTS = {"image": "mobilevit_xxs", "text": "text_tiny", "audio": "audio_cnn"}

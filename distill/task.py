@@ -35,16 +35,16 @@ from distill.config import DistillConfig
 from distill.feature_loss import feature_distillation
 from distill.logit_loss import logit_distillation
 from distill.students import StudentModel
+from edge_runtime.schema import MODALITIES
 from hybridssl.data.batching import Collator
 from hybridssl.data.sample import Sample
 from hybridssl.evaluation.finetune import PositionTagged, split_tags
 from hybridssl.losses.infonce import InfoNCELoss
+from hybridssl.losses.positives import duplicate_captions
 from hybridssl.losses.temperature import LearnableTemperature
 from hybridssl.preprocessing import ImageSpec, PreprocessSpec, preprocess_image
 from hybridssl.task import TaskOutput
-from hybridssl.losses.positives import duplicate_captions
 from hybridssl.tokenizer import TextTokenizer
-from edge_runtime.schema import MODALITIES
 
 
 @dataclass

@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
 from distill.task import DistillCollator, DistillTask
 from hybridssl.config import RunConfig
 from hybridssl.data.base import MultimodalDataset

@@ -15,12 +15,11 @@ own buffers) and the process's peak resident set (``resource.getrusage``, monoto
 
 from __future__ import annotations
 
-from functools import partial
-
 import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 

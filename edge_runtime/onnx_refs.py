@@ -19,7 +19,6 @@ Raw tensor bytes are skipped by length, never copied, so a 100 MB graph is scann
 from __future__ import annotations
 
 from collections.abc import Iterator
-
 from pathlib import Path
 
 # message kind → {field number: kind of the embedded message}

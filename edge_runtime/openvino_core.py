@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
-
 from edge_runtime.schema import DEFAULT_INFERENCE_PRECISION, INFERENCE_PRECISIONS
 
 

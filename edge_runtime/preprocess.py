@@ -43,11 +43,17 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from edge_runtime.png import file_problem, png_problem
 from edge_runtime.schema import BundleError
 from edge_runtime.spec import AudioSpec, ImageSpec
-from edge_runtime.png import file_problem, png_problem
 from edge_runtime.validate import (
-    MAX_IMAGE_PIXELS, InputError, check_image_array, check_image_size, check_sample_rate, check_text, check_waveform,
+    MAX_IMAGE_PIXELS,
+    InputError,
+    check_image_array,
+    check_image_size,
+    check_sample_rate,
+    check_text,
+    check_waveform,
 )
 
 _PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,

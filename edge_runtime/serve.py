@@ -30,9 +30,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
-from edge_runtime.schema import BundleError
 from edge_runtime.index import EmbeddingIndex, Hit
 from edge_runtime.model import EdgeModel
+from edge_runtime.schema import BundleError
 from edge_runtime.validate import InputError
 
 MAX_REQUEST_BYTES = 8 << 20

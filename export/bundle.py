@@ -29,7 +29,6 @@ from edge_runtime.schema import MANIFEST_FILE, REPORT_FILE, BundleError, Labels,
 from hybridssl.jsonsafe import json_safe
 
 
-
 def labels_entry(prompts: dict[str, list[str]] | None) -> Labels | None:
     """The manifest's labels from per-class prompts (``class_prompts``), or None.
 

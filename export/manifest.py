@@ -9,8 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.schema import (DEFAULT_INFERENCE_PRECISION, PRECISIONS, TOKENIZER_FILE, Manifest, TokenizerEntry,
-                                 TowerEntry)
+from edge_runtime.schema import (
+    DEFAULT_INFERENCE_PRECISION,
+    PRECISIONS,
+    TOKENIZER_FILE,
+    Manifest,
+    TokenizerEntry,
+    TowerEntry,
+)
 from export.bundle import labels_entry
 from export.session import ExportSession
 

@@ -13,7 +13,6 @@ from export.static_shapes import check_batches
 from export.tensorrt_backend import BatchProfile
 
 
-
 @dataclass
 class ExportOptions:
     """Everything an export can be told besides run, output, target and precision (recorded in the report)."""

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.schema import TowerIO
 from export.backends import require
 from export.onnx_graph import op_types
-from edge_runtime.schema import TowerIO
 
 SUPPORTED_OPS = frozenset("""
 Abs Acos Acosh Add AffineGrid And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization

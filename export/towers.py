@@ -19,7 +19,6 @@ real tokens (``TextTokenizer.encode``'s boolean mask cast to int64).
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from torch import Tensor, nn

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from hybridssl.preprocessing import PreprocessSpec
 from edge_runtime.schema import MODALITIES
+from hybridssl.preprocessing import PreprocessSpec
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 MAX_CONFIG_BYTES = 1 << 20            # a config file is a page of YAML, never megabytes

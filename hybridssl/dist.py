@@ -313,8 +313,7 @@ def full_state(engine: nn.Module, task: nn.Module, optimizer: torch.optim.Optimi
     """Model and optimizer state as one process holds them (optimizer params numbered 0..P−1)."""
     if not fsdp:
         return task.state_dict(), optimizer.state_dict()
-    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                         get_optimizer_state_dict)
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
     model = {k.removeprefix("task."): v for k, v in get_model_state_dict(engine, options=opts).items()}
@@ -338,8 +337,7 @@ def load_full_state(engine: nn.Module, task: nn.Module, optimizer: torch.optim.O
         task.load_state_dict(model)
         optimizer.load_state_dict(optim)
         return
-    from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
-                                                         set_optimizer_state_dict)
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
 
     opts = StateDictOptions(full_state_dict=True)
     set_model_state_dict(engine, {f"task.{k}": v for k, v in model.items()}, options=opts)

@@ -41,29 +41,28 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-
 import torch
 from torch import Tensor, nn
 
 from hybridssl import dist
+from hybridssl.augment import permute_colours
 from hybridssl.config import RunConfig
+from hybridssl.dist import RankPlan
 from hybridssl.losses.hard_negatives import mix_hard_negatives
 from hybridssl.losses.infonce import InfoNCELoss
 from hybridssl.losses.mae import mae_loss, normalize_patches
 from hybridssl.losses.mlm import mask_tokens, masked_token_loss
 from hybridssl.losses.ntxent import nt_xent
+from hybridssl.losses.plan import loss_names, resolve_pairs
+from hybridssl.losses.positives import caption_codes, common_rows, duplicate_captions
 from hybridssl.losses.queue import MomentumQueue, momentum_update
 from hybridssl.losses.temperature import LearnableTemperature
 from hybridssl.losses.vae import kl_weight, vae_loss
 from hybridssl.models.hybrid import Encoded, HybridModel
 from hybridssl.models.masking import random_masking
-from hybridssl.weighting.signals import feature_redundancy
 from hybridssl.weighting.base import WeightingContext
 from hybridssl.weighting.factory import create_weighting
-from hybridssl.dist import RankPlan
-from hybridssl.losses.positives import caption_codes, common_rows, duplicate_captions
-from hybridssl.losses.plan import loss_names, resolve_pairs
-from hybridssl.augment import permute_colours
+from hybridssl.weighting.signals import feature_redundancy
 
 GATHER_MODES = ("global", "local")
 @dataclass

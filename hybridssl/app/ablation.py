@@ -25,12 +25,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from hybridssl.app.evaluate import evaluate_run
 from hybridssl.checkpoint import atomic_write_text
 from hybridssl.config import load_config
 from hybridssl.data.open import open_dataset
-from hybridssl.evaluation.probes import summarize
-from hybridssl.app.evaluate import evaluate_run
 from hybridssl.evaluation.lowlabel import fraction_key
+from hybridssl.evaluation.probes import summarize
 
 VARIANTS: dict[str, list[str]] = {
     "full": [],

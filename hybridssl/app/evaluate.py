@@ -62,8 +62,16 @@ from hybridssl.evaluation.embed import Embeddings
 from hybridssl.evaluation.evaldata import DataArg, prompt_dict, resolve_data
 from hybridssl.evaluation.finetune import FinetuneConfig, pick_modality
 from hybridssl.evaluation.heldout import class_prompts, retrieval_report, zero_shot_report
-from hybridssl.evaluation.lowlabel import (DEFAULT_FRACTIONS, PROBE_INPUTS, attribute_report, check_fractions,
-                                          check_seeds, extract_tagged, low_label_report, quality_report)
+from hybridssl.evaluation.lowlabel import (
+    DEFAULT_FRACTIONS,
+    PROBE_INPUTS,
+    attribute_report,
+    check_fractions,
+    check_seeds,
+    extract_tagged,
+    low_label_report,
+    quality_report,
+)
 from hybridssl.jsonsafe import json_safe
 from hybridssl.runs import load_run
 from hybridssl.threads import torch_threads

@@ -24,17 +24,17 @@ import numpy as np
 import torch
 
 from hybridssl import dist
-from hybridssl.checkpoint import (atomic_write_text, latest_checkpoint, latest_valid_checkpoint, read_state)
+from hybridssl.checkpoint import atomic_write_text, latest_checkpoint, latest_valid_checkpoint, read_state
 from hybridssl.config import RunConfig, load_config, save_config
 from hybridssl.data.base import MultimodalDataset
 from hybridssl.data.batching import SafeDataset, Skipped
 from hybridssl.data.sample import SkipReport
 from hybridssl.data.splits import build_datasets
 from hybridssl.evaluation.heldout import evaluate_heldout
+from hybridssl.preprocessing import PreprocessSpec, fit_waveform, log_mel
 from hybridssl.runs import build_model, count_parameters
-from hybridssl.preprocessing import PreprocessSpec, log_mel, fit_waveform
-from hybridssl.tokenizer import TextTokenizer, train_tokenizer
 from hybridssl.threads import torch_threads
+from hybridssl.tokenizer import TextTokenizer, train_tokenizer
 from hybridssl.trainer import StepLog, Trainer
 
 

@@ -25,8 +25,8 @@ from collections.abc import Iterator, Sequence
 
 from torch.utils.data import Dataset
 
-from hybridssl.data.readers import clean_caption
 from edge_runtime.schema import MODALITIES
+from hybridssl.data.readers import clean_caption
 from hybridssl.data.sample import BadItem, Sample, SkipReport
 
 RawLabel = str | int | None

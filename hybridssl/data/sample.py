@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 
-
 class BadItem(Exception):
     """An item that cannot be used. ``reason`` is a short stable category, ``detail`` the specifics."""
 

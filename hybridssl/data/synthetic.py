@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from hybridssl.data.base import MultimodalDataset
 from edge_runtime.schema import MODALITIES
+from hybridssl.data.base import MultimodalDataset
 from hybridssl.data.sample import Sample
 from hybridssl.data.synthetic_audio import render_audio
 from hybridssl.data.synthetic_text import ATTRIBUTES, N_CAPTION_DRAWS, make_caption

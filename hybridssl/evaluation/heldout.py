@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.schema import MODALITIES
 from hybridssl.evaluation.embed import Embeddings, embed_texts, extract_embeddings
 from hybridssl.evaluation.retrieval import bidirectional_retrieval
 from hybridssl.evaluation.zeroshot import class_embeddings, zero_shot_accuracy
 from hybridssl.models.hybrid import HybridModel
 from hybridssl.tokenizer import TextTokenizer
-from edge_runtime.schema import MODALITIES
 
 PROMPT_TEMPLATES = ("a {}", "a photo of a {}", "the sound of a {}", "{}")
 

@@ -20,13 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from edge_runtime.schema import MODALITIES
 from hybridssl.config import ModelConfig
-from hybridssl.models.decoders import MaskedPatchDecoder, MaskedTokenHead
 from hybridssl.models.blocks import make_blocks
+from hybridssl.models.decoders import MaskedPatchDecoder, MaskedTokenHead
 from hybridssl.models.encoders import STEMS, ModalityEncoder, PatchStem, TextStem
 from hybridssl.models.masking import Masking, gather_tokens, random_masking
 from hybridssl.preprocessing import PreprocessSpec
-from edge_runtime.schema import MODALITIES
 
 PATCH_MODALITIES = ("image", "audio")
 POOLS = ("mean", "max")

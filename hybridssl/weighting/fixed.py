@@ -15,8 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from hybridssl.weighting.base import (KNOWN_GROUPS, LossWeighting, WeightingContext, loss_group,
-                                      weighted_sum)
+from hybridssl.weighting.base import KNOWN_GROUPS, LossWeighting, WeightingContext, loss_group, weighted_sum
 
 
 def resolve_weights(loss_names: Sequence[str], weights: dict[str, float] | None,

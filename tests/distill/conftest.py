@@ -2,8 +2,8 @@
 
 import pytest
 
-from hybridssl.config import load_config
 from hybridssl.app.train import train_run
+from hybridssl.config import load_config
 
 TINY_TEACHER = ["data.train_size=64", "data.val_size=32", "train.eval_size=32", "train.batch_size=8",
                 "train.ckpt_every=0", "train.steps=2", "train.threads=1"]

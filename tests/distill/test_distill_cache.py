@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from distill.cache import TeacherCache, build_cache, fingerprint, load_cache, load_or_build
-from hybridssl.runs import checkpoint_folder, load_run
 from distill.task import CachedTeacher, DistillCollator, LiveTeacher, TaggedDataset
 from hybridssl.data.batching import SafeDataset
 from hybridssl.data.open import open_dataset
+from hybridssl.runs import checkpoint_folder, load_run
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import torch
 from safetensors.torch import load_file
 
 from distill.api import distill_run
-from hybridssl.runs import checkpoint_folder, load_run, run_kind
 from distill.students import StudentModel
 from distill.task import CachedTeacher
 from hybridssl.app.evaluate import evaluate_run
+from hybridssl.runs import checkpoint_folder, load_run, run_kind
 
 
 def test_student_run_has_the_teacher_run_layout(student_dir, teacher_dir):

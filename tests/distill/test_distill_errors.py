@@ -4,8 +4,8 @@ import pytest
 
 from distill.api import distill_run
 from distill.config import DistillConfig
-from hybridssl.config import load_config
 from hybridssl.app.train import train_run
+from hybridssl.config import load_config
 
 
 @pytest.fixture(scope="module")

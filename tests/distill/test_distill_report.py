@@ -7,13 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from distill.report import (comparison_row, cpu_latency_ms, cross_retrieval, distill_report, example_inputs, flops_per_sample,
-                            format_row)
-from hybridssl.runs import load_run
+from distill.report import (
+    comparison_row,
+    cpu_latency_ms,
+    cross_retrieval,
+    distill_report,
+    example_inputs,
+    flops_per_sample,
+    format_row,
+)
 from distill.students import StudentSpec, build_student_model
 from hybridssl.evaluation.embed import Embeddings
 from hybridssl.preprocessing import PreprocessSpec
-from hybridssl.runs import count_parameters
+from hybridssl.runs import count_parameters, load_run
 
 E = 16
 

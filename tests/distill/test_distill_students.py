@@ -4,9 +4,19 @@ and offers the tower interface evaluation and export use."""
 import pytest
 import torch
 
-from distill.students import (ALIASES, DEFAULT_STUDENTS, StudentModel, StudentSpec, build_student_model,
-                              create_student, known_students, register_student, resolve_students, student_entry,
-                              vit_patch)
+from distill.students import (
+    ALIASES,
+    DEFAULT_STUDENTS,
+    StudentModel,
+    StudentSpec,
+    build_student_model,
+    create_student,
+    known_students,
+    register_student,
+    resolve_students,
+    student_entry,
+    vit_patch,
+)
 from hybridssl.preprocessing import PreprocessSpec
 
 E = 16

@@ -4,15 +4,15 @@ and a frozen teacher that is neither trained nor saved."""
 import pytest
 import torch
 
+from distill.api import student_preprocess
 from distill.config import DistillConfig
 from distill.feature_loss import feature_distillation
-from hybridssl.runs import load_run
 from distill.students import StudentSpec, build_student_model
 from distill.task import DistillCollator, DistillTask, LiveTeacher, Side, TaggedDataset, aligned, distill_pairs
 from hybridssl.data.batching import SafeDataset
 from hybridssl.data.open import open_dataset
 from hybridssl.preprocessing import preprocess_image
-from distill.api import student_preprocess
+from hybridssl.runs import load_run
 
 
 def test_aligned_keeps_common_rows_in_one_order():

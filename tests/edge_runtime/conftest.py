@@ -22,9 +22,9 @@ import soundfile as sf
 import torch
 from PIL import Image
 
+from hybridssl.app.train import train_run
 from hybridssl.config import load_config
 from hybridssl.runs import load_run
-from hybridssl.app.train import train_run
 
 TINY = ["data.train_size=64", "data.val_size=32", "train.eval_size=32", "train.batch_size=8", "train.ckpt_every=0",
         "train.steps=2", "train.threads=1"]

@@ -16,7 +16,7 @@ from edge_runtime import preprocess as P
 from edge_runtime import spec as S
 from edge_runtime.validate import InputError
 from hybridssl.data.readers import read_audio, read_image
-from hybridssl.preprocessing import AudioSpec, ImageSpec, TextSpec, PreprocessSpec, preprocess_audio, preprocess_image
+from hybridssl.preprocessing import AudioSpec, ImageSpec, PreprocessSpec, TextSpec, preprocess_audio, preprocess_image
 
 TOL = 1e-4
 

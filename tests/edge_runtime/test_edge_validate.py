@@ -23,7 +23,6 @@ from edge_runtime.model import EdgeModel
 from edge_runtime.preprocess import preprocess_audio
 from edge_runtime.validate import InputError
 
-
 # ----------------------------------------------------------------------------- images
 
 

@@ -9,8 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from edge_runtime.schema import (SCHEMA_KEYS, BundleError, Head, Labels, Manifest, TokenizerEntry, TowerEntry,
-                                 check_manifest, model_file_name, tower_io)
+from edge_runtime.schema import (
+    SCHEMA_KEYS,
+    BundleError,
+    Head,
+    Labels,
+    Manifest,
+    TokenizerEntry,
+    TowerEntry,
+    check_manifest,
+    model_file_name,
+    tower_io,
+)
 from edge_runtime.spec import PreprocessSpec
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "bundle.md"

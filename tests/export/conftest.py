@@ -15,10 +15,10 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
+from hybridssl.app.train import train_run
 from hybridssl.config import load_config
 from hybridssl.data.base import MultimodalDataset
 from hybridssl.data.sample import Sample
-from hybridssl.app.train import train_run
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 80, 230), "yellow": (240, 220, 40)}
 TONES = {"red": 300.0, "green": 600.0, "blue": 1200.0, "yellow": 2400.0}

@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from hybridssl.runs import load_run
 from export.api import export_run
 from export.backends import OrtRunner
 from export.bundle import sha256_file, verify_bundle
 from export.parity import AccuracyGuardError
 from export.towers import example_feeds, torch_embed
+from hybridssl.runs import load_run
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:

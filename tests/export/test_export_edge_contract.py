@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from hybridssl.runs import load_run
 from hybridssl.preprocessing import preprocess_audio, preprocess_image
+from hybridssl.runs import load_run
 
 
 def test_edge_runtime_reproduces_pytorch_on_an_exported_bundle(tiny_run, ort_bundle):

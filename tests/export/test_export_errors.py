@@ -8,9 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from hybridssl.checkpoint import write_checksums
-
 from export.api import ExportOptions, export_run
+from hybridssl.checkpoint import write_checksums
 
 
 def _copy(run, tmp_path):

@@ -8,13 +8,28 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from hybridssl.runs import load_run
 from export.backends import OrtRunner
-from export.onnx_graph import (MAX_IR_VERSION, check_onnx, export_onnx, op_types, optimize_onnx, rename_value,
-                               save_checked, topological_sort)
-from export.towers import (TextTower, embed_dim_of, example_feeds, interface_args, torch_embed, torch_to_feeds,
-                           tower_io, tower_module)
-
+from export.onnx_graph import (
+    MAX_IR_VERSION,
+    check_onnx,
+    export_onnx,
+    op_types,
+    optimize_onnx,
+    rename_value,
+    save_checked,
+    topological_sort,
+)
+from export.towers import (
+    TextTower,
+    embed_dim_of,
+    example_feeds,
+    interface_args,
+    torch_embed,
+    torch_to_feeds,
+    tower_io,
+    tower_module,
+)
+from hybridssl.runs import load_run
 
 # Two float32 implementations (torch vs ONNX Runtime, each with the kernels of the CPU it runs on:
 # AVX2, AVX-512, AMX, NEON sum in different orders) differ by rounding, ≈ ε·√K per layer of

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hybridssl.runs import load_run
 from export.bundle import verify_bundle
 from export.towers import example_feeds, torch_embed
+from hybridssl.runs import load_run
 
 ov = pytest.importorskip("openvino", reason="OpenVINO is not installed: pip install 'hssl[openvino]'")
 pytest.importorskip("nncf", reason="NNCF is not installed: pip install 'hssl[openvino]'")

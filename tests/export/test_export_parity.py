@@ -9,8 +9,17 @@ import pytest
 import torch
 
 from export.backends import RunnerModel
-from export.parity import (AccuracyGuardError, Evaluation, ParityError, check_drop, check_parity, compare,
-                           cosine_stats, min_cosine, row_cosines)
+from export.parity import (
+    AccuracyGuardError,
+    Evaluation,
+    ParityError,
+    check_drop,
+    check_parity,
+    compare,
+    cosine_stats,
+    min_cosine,
+    row_cosines,
+)
 from hybridssl.evaluation.embed import Embeddings
 
 

@@ -7,11 +7,17 @@ import numpy as np
 import onnx
 import pytest
 
-from hybridssl.runs import load_run
 from export.backends import OrtRunner
 from export.data import calibration_feeds, run_splits, split_feeds
-from export.quantize_ort import (FeedReader, QuantSettings, convert_fp16, node_groups, quantize_dynamic_int8,
-                                 quantize_static_qdq)
+from export.quantize_ort import (
+    FeedReader,
+    QuantSettings,
+    convert_fp16,
+    node_groups,
+    quantize_dynamic_int8,
+    quantize_static_qdq,
+)
+from hybridssl.runs import load_run
 
 
 @pytest.fixture(scope="module")

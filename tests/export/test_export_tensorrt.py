@@ -5,11 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edge_runtime.schema import tower_io
 from export.api import export_run
 from export.backends import available
-from export.tensorrt_backend import (SUPPORTED_OPS, BatchProfile, TensorRTUnavailable, check_graph, gpu_name,
-                                     summarize_problems)
-from edge_runtime.schema import tower_io
+from export.tensorrt_backend import (
+    SUPPORTED_OPS,
+    BatchProfile,
+    TensorRTUnavailable,
+    check_graph,
+    gpu_name,
+    summarize_problems,
+)
 from hybridssl.preprocessing import PreprocessSpec
 
 HAS_TRT_GPU = available("tensorrt") and gpu_name() is not None
@@ -72,10 +78,10 @@ def test_tensorrt_target_without_tensorrt_is_one_line(tiny_run, tmp_path, fast):
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_TRT_GPU, reason=f"{WHY}: TensorRT engines need TensorRT and an NVIDIA GPU")
 def test_tensorrt_engines_match_pytorch(tiny_run, tmp_path, fast):
-    from hybridssl.runs import load_run
     from export.bundle import verify_bundle
     from export.tensorrt_backend import TensorRTRunner
     from export.towers import example_feeds, torch_embed
+    from hybridssl.runs import load_run
 
     report = export_run(tiny_run, tmp_path / "b", "tensorrt", **fast)
     manifest = verify_bundle(tmp_path / "b")

@@ -3,7 +3,15 @@ import pytest
 import torch
 import torchaudio
 
-from hybridssl.preprocessing import AudioSpec, ImageSpec, PreprocessSpec, fit_waveform, log_mel, preprocess_audio, preprocess_image
+from hybridssl.preprocessing import (
+    AudioSpec,
+    ImageSpec,
+    PreprocessSpec,
+    fit_waveform,
+    log_mel,
+    preprocess_audio,
+    preprocess_image,
+)
 
 
 def test_image_resize_crop_normalise():

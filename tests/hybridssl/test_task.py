@@ -6,9 +6,9 @@ import torch
 from hybridssl.config import load_config
 from hybridssl.data.batching import Collator, SafeDataset
 from hybridssl.data.synthetic import SyntheticScenes
+from hybridssl.losses.plan import loss_names, resolve_pairs
 from hybridssl.runs import build_model
 from hybridssl.task import HybridTask, TextMasking
-from hybridssl.losses.plan import loss_names, resolve_pairs
 from hybridssl.tokenizer import TextTokenizer, train_tokenizer
 
 
@@ -99,8 +99,8 @@ def test_text_ntxent_and_colour_views_are_weighted_terms(setup):
 
 
 def test_colour_permutation_changes_colour_only():
-    from hybridssl.preprocessing import ImageSpec
     from hybridssl.augment import permute_colours
+    from hybridssl.preprocessing import ImageSpec
 
     spec = ImageSpec(size=4, resize=4)
     raw = torch.rand(5, 3, 4, 4, generator=torch.Generator().manual_seed(0))

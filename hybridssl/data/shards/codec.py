@@ -10,7 +10,6 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-
 from hybridssl.data.sample import BadItem, Sample
 from hybridssl.data.shards.format import AUDIO_FORMATS
 

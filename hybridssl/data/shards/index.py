@@ -10,9 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from edge_runtime.bundle import sha256_file
-
 from hybridssl.data.shards.format import FORMAT, INDEX, VERSION
 
 

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-
 from hybridssl.data.base import MultimodalDataset
 from hybridssl.data.sample import BadItem, Sample
 from hybridssl.data.shards.codec import decode_sample

@@ -11,12 +11,11 @@ from typing import Any
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
-
 from hybridssl.data.batching import Skipped
 from hybridssl.data.sample import BadItem, Sample
-from hybridssl.dist import partition
 from hybridssl.data.shards.codec import decode_sample
 from hybridssl.data.shards.index import ShardSet, iter_tar, open_shards
+from hybridssl.dist import partition
 
 
 # ------------------------------------------------------------------------------ streaming reader

@@ -10,13 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
 from edge_runtime.bundle import sha256_file
-
 from hybridssl.data.base import MultimodalDataset
 from hybridssl.data.sample import SkipReport
-from hybridssl.data.shards.format import AUDIO_FORMATS, EXTENSIONS, FORMAT, INDEX, VERSION
 from hybridssl.data.shards.codec import encode_sample
+from hybridssl.data.shards.format import AUDIO_FORMATS, EXTENSIONS, FORMAT, INDEX, VERSION
 
 
 # ------------------------------------------------------------------------------ writing

@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hybridssl.app.evaluate import evaluate_run
 from hybridssl.config import load_config
 from hybridssl.data.synthetic import SyntheticScenes
+from hybridssl.evaluation.evaldata import partition, prompt_dict, resolve_data
 from hybridssl.evaluation.finetune import FinetuneConfig
 from hybridssl.evaluation.labels import label_fraction_split, load_splits
 from hybridssl.evaluation.lowlabel import check_fractions, check_seeds, make_splits, split_name
-from hybridssl.app.evaluate import evaluate_run
-from hybridssl.evaluation.evaldata import partition, prompt_dict, resolve_data
-
 
 POOL, TEST = 120, 50
 FRACTIONS = (0.01, 0.05, 0.1, 1.0)

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hybridssl.app.plots import CORRECT, WRONG, Panel, pca_2d, plot_fraction_curves, plot_projection, plot_retrieval_grid
+from hybridssl.app.plots import (
+    CORRECT,
+    WRONG,
+    Panel,
+    pca_2d,
+    plot_fraction_curves,
+    plot_projection,
+    plot_retrieval_grid,
+)
 
 
 def _reference_pca(x):

@@ -6,9 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from hybridssl.app.train import train_run
 from hybridssl.config import load_config
 from hybridssl.runs import load_run
-from hybridssl.app.train import train_run
 from hybridssl.trainer import NonFiniteLossError
 
 TINY = ["data.train_size=64", "data.val_size=32", "train.eval_size=32", "train.batch_size=8", "train.ckpt_every=0"]

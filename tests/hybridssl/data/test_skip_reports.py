@@ -11,9 +11,9 @@ from PIL import Image
 
 from hybridssl.config import DataConfig
 from hybridssl.data.manifest import ManifestDataset
+from hybridssl.data.open import open_dataset
 from hybridssl.data.sample import SkipReport
 from hybridssl.data.shards import write_shards
-from hybridssl.data.open import open_dataset
 from hybridssl.data.splits import build_datasets
 
 

@@ -7,8 +7,17 @@ import torch
 
 from hybridssl.config import load_config
 from hybridssl.data.synthetic import SyntheticScenes
-from hybridssl.evaluation.finetune import (FinetuneConfig, ModalityInputs, PositionTagged, TowerClassifier, shuffled_batches,
-                                           finetune_classifier, load_inputs, pick_modality, split_tags)
+from hybridssl.evaluation.finetune import (
+    FinetuneConfig,
+    ModalityInputs,
+    PositionTagged,
+    TowerClassifier,
+    finetune_classifier,
+    load_inputs,
+    pick_modality,
+    shuffled_batches,
+    split_tags,
+)
 from hybridssl.runs import build_model, load_run
 
 

@@ -5,8 +5,7 @@ import math
 import pytest
 import torch
 
-from hybridssl.weighting.base import (LossWeighting, WeightingContext, is_contrastive, loss_group,
-                                      weighted_sum)
+from hybridssl.weighting.base import LossWeighting, WeightingContext, is_contrastive, loss_group, weighted_sum
 from hybridssl.weighting.fixed import FixedWeighting
 
 NAMES = ["contrastive/image-text", "mae/image", "mlm/text"]

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from hybridssl.weighting.base import WeightingContext
 import hybridssl.weighting.uncertainty as uncertainty_module
+from hybridssl.weighting.base import WeightingContext
 from hybridssl.weighting.uncertainty import UncertaintyWeighting
 
 NAMES = ["contrastive/image-text", "mae/image", "mlm/text"]
