@@ -1,6 +1,6 @@
 """Distillation benchmark: a teacher (trained here with the `teacher` preset, or ``--teacher RUN_DIR``)
 distilled into ``mobilevit_xxs`` (image) + the default text/audio students, then the side-by-side
-report (:func:`distill.report.distill_report`) and the issue's targets:
+report (:func:`distill.report.distill_report`) and the distillation targets:
 
 * the student image tower keeps >= 90 % of the teacher's image→text R@1,
 * and >= 90 % of its 10 %-label linear-probe accuracy (image tower; both probe inputs are reported,
@@ -54,7 +54,7 @@ def train_teacher(config: str, steps: int | None, threads: int, overrides: list[
 
 
 def targets(report: dict[str, Any]) -> dict[str, Any]:
-    """The issue's three targets, measured on the report."""
+    """The three distillation targets, measured on the report."""
     rows = {r["metric"]: r for r in report["rows"]}
     r1 = rows.get("R@1 image->text", {})
     probe = rows.get("linear probe image 10 % labels, tower features", {})
@@ -74,7 +74,7 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def targets_table(result: dict[str, Any]) -> Table:
-    t = Table(title="Issue #4 targets (mobilevit_xxs image tower vs the teacher's)")
+    t = Table(title="Distillation targets (mobilevit_xxs image tower vs the teacher's)")
     for col in ("target", "teacher", "student", "measured", "needed", "met"):
         t.add_column(col, justify="left" if col == "target" else "right")
     for name, r in result.items():

@@ -13,7 +13,7 @@ latency hint / one stream / ``INFERENCE_NUM_THREADS``); every configuration runs
 round, configurations interleaved round by round, after a warm-up; the 10th percentile (p10) and the
 median of all calls are reported (PERF.md: on this shared machine p10 is the trustworthy one).
 
-Targets checked (issue #5): int8 files ≤ 30 % of fp32 per back end; the best CPU back end ≥ 2× faster
+Targets checked: int8 files ≤ 30 % of fp32 per back end; the best CPU back end ≥ 2× faster
 than eager at batch 1 per tower; int8 accuracy within 1 point of fp32 (largest drop of any R@1 /
 zero-shot metric).
 

@@ -58,7 +58,10 @@ class PhaseProgress:
         self.bar.__exit__(*exc)
 
     def update(self, what: str, done: int, total: int) -> None:
-        self.bar.update(self.task, completed=done, total=total, **({"description": what} if what else {}))
+        if what:
+            self.bar.update(self.task, completed=done, total=total, description=what)
+        else:
+            self.bar.update(self.task, completed=done, total=total)
 
 
 class TrainProgress:

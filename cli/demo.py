@@ -41,6 +41,7 @@ def write_gallery(folder: Path, n: int, seed: int, image_size: int) -> list[dict
     items = []
     for i in range(n):
         s = scenes[i]
+        assert s.image is not None and s.audio is not None  # the built-in scenes carry both
         Image.fromarray(s.image).save(folder / f"scene{i:03d}.png")
         sf.write(folder / f"scene{i:03d}.wav", s.audio.astype(np.float32), s.sample_rate)
         items.append({"id": f"scene{i:03d}.png", "audio": folder / f"scene{i:03d}.wav", **scenes.attributes(i)})

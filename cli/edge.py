@@ -106,7 +106,7 @@ def index(bundle: BundleArg,
           progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True) -> None:
     """Embed every image/audio file of a folder into a searchable gallery."""
     from edge_runtime.index import index_files, scan_media
-    from edge_runtime.model import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+    from edge_runtime.items import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 
     paths = scan_media(folder, IMAGE_SUFFIXES | AUDIO_SUFFIXES)
     if not paths:

@@ -75,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         error(e.args[0] if isinstance(e, KeyError) and e.args else e)
         return 2
     except Exception as e:  # usage errors of click, or of the click that typer vendors (typer._click)
-        if callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
-            e.show()
-            return e.exit_code
+        show, exit_code = getattr(e, "show", None), getattr(e, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            return exit_code
         raise
     return 0 if code is None else code if isinstance(code, int) else 1  # SystemExit("message") → 1, as Python does
 

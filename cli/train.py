@@ -41,7 +41,7 @@ def train(
         overrides.append("data.allow_outside_paths=true")
     if resume and out is None:
         raise typer.BadParameter("--resume needs --out RUN_DIR")
-    if resume and config is None and (out / "config.yaml").is_file():
+    if resume and out is not None and config is None and (out / "config.yaml").is_file():
         config = str(out / "config.yaml")  # resume the run's own config; options given must agree with it
     cfg = load_config(config, overrides)
     run_dir = out or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -57,7 +57,8 @@ def train(
         bar.__enter__()
 
     try:
-        metrics = train_run(cfg, run_dir, resume=resume, on_step=lambda log: bar and bar.update(log), on_start=on_start)
+        metrics = train_run(cfg, run_dir, resume=resume, on_step=lambda log: bar.update(log) if bar else None,
+                            on_start=on_start)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)

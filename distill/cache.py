@@ -31,8 +31,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from edge_runtime.bundle import sha256_file
+from hybridssl.data.tagged import PositionTagged
 from hybridssl.evaluation.embed import extract_embeddings
-from hybridssl.evaluation.finetune import PositionTagged, split_tags
 
 CACHE_FORMAT = 1
 FILES = ("embeddings.safetensors", "fingerprint.json")
@@ -95,7 +95,7 @@ def build_cache(model, dataset, spec, tokenizer, chunk: int = 512, progress: Pro
         if progress is not None:
             progress("caching teacher embeddings", start, n)
         part = extract_embeddings(model, PositionTagged(dataset, range(start, min(n, start + chunk))), spec, tokenizer)
-        positions, _ = split_tags(part.keys)                            # (n_part,)
+        positions = part.positions                                      # (n_part,)
         for m, e in part.by_modality.items():
             embs.setdefault(m, []).append(e)
             pos.setdefault(m, []).append(positions[part.index[m]])

@@ -55,7 +55,7 @@ Progress = Callable[[str, int, int], None]
 
 
 # ----------------------------------------------------------------------------- cost
-def tower_parameters_count(model: torch.nn.Module, modality: str) -> int:
+def tower_parameters_count(model: Any, modality: str) -> int:
     """Parameters of one inference tower of a student (its own count) or a hybrid teacher."""
     own = getattr(model, "count_parameters", None)
     return int(own(modality)) if callable(own) else int(count_parameters(model, modality))
@@ -76,7 +76,7 @@ def example_inputs(modality: str, spec: PreprocessSpec, vocab_size: int, batch: 
     raise ValueError(f"unknown modality {modality!r}")
 
 
-def flops_per_sample(model: torch.nn.Module, modality: str, inputs: tuple[Tensor, ...]) -> int:
+def flops_per_sample(model: Any, modality: str, inputs: tuple[Tensor, ...]) -> int:
     """FLOPs of ``model.embed(modality, *inputs)`` divided by the batch size."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode

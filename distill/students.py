@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -99,7 +99,7 @@ class TimmImageEncoder(nn.Module):
         import timm
 
         self.net = timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
-        self.width = int(getattr(self.net, "head_hidden_size", None) or self.net.num_features)
+        self.width = int(getattr(self.net, "head_hidden_size", None) or cast(Any, self.net).num_features)
 
     def forward(self, x: Tensor, attention: Tensor | None = None) -> Tensor:
         return self.net(x)                                              # (B, W)
@@ -231,7 +231,7 @@ class StudentTower(nn.Module):
         self.name = name
         self.modality = modality
         self.encoder = encoder
-        self.width = int(encoder.width)
+        self.width = int(cast(Any, encoder).width)
         self.head = nn.Linear(self.width, embed_dim, bias=False)
         nn.init.trunc_normal_(self.head.weight, std=0.02)
 
@@ -260,7 +260,7 @@ class StudentModel(nn.Module):
     def _tower(self, modality: str) -> StudentTower:
         if modality not in self.towers:
             raise ValueError(f"this student has no {modality!r} tower (it has {', '.join(self.modalities)})")
-        return self.towers[modality]
+        return cast(StudentTower, self.towers[modality])
 
     def forward_features(self, modality: str, x: Tensor, attention: Tensor | None = None) -> Tensor:
         """Pooled features (B, W) of the modality's student encoder."""

@@ -38,10 +38,11 @@ from distill.students import StudentModel
 from edge_runtime.schema import MODALITIES
 from hybridssl.data.batching import Collator
 from hybridssl.data.sample import Sample
-from hybridssl.evaluation.finetune import PositionTagged, split_tags
+from hybridssl.data.tagged import PositionTagged
 from hybridssl.losses.infonce import InfoNCELoss
 from hybridssl.losses.positives import duplicate_captions
 from hybridssl.losses.temperature import LearnableTemperature
+from hybridssl.models.interface import TowerModel
 from hybridssl.preprocessing import ImageSpec, PreprocessSpec, preprocess_image
 from hybridssl.task import TaskOutput
 from hybridssl.tokenizer import TextTokenizer
@@ -55,7 +56,7 @@ class Side:
 
 # ----------------------------------------------------------------------------- data
 class TaggedDataset(PositionTagged):
-    """The training set with each item's position in its key, answering the dataset's attributes."""
+    """The training set with each item's position (``Sample.position``), answering the dataset's attributes."""
 
     def __getattr__(self, name: str):
         if name in ("base", "positions"):
@@ -74,8 +75,8 @@ class DistillCollator(Collator):
 
     def _media(self, s: Sample, repairs: list[str]):
         img, aud = super()._media(s, repairs)
-        if img is not None and self.teacher_image is not None:
-            img = (img, preprocess_image(s.image, self.teacher_image))
+        if img is not None and self.teacher_image is not None and s.image is not None:
+            return (img, preprocess_image(s.image, self.teacher_image)), aud  # (student view, teacher view)
         return img, aud
 
     def _collate(self, kept, images, audios, skipped, repairs):
@@ -93,7 +94,7 @@ class DistillCollator(Collator):
 class LiveTeacher:
     """Runs the frozen teacher on the batch (no gradient)."""
 
-    def __init__(self, model: nn.Module, modalities: Sequence[str]) -> None:
+    def __init__(self, model: TowerModel, modalities: Sequence[str]) -> None:
         self.model = model.eval().requires_grad_(False)
         self.modalities = tuple(modalities)
 
@@ -125,7 +126,7 @@ class CachedTeacher:
         return self
 
     def __call__(self, batch: dict) -> dict[str, Side]:
-        positions, _ = split_tags(batch["keys"])                         # (n,)
+        positions = batch["positions"].numpy()                           # (n,)
         out: dict[str, Side] = {}
         for m in self.cache.modalities:
             rows, emb = self.cache.lookup(m, positions)

@@ -15,13 +15,12 @@ from typing import Any
 
 from distill.task import DistillCollator, DistillTask
 from hybridssl.config import RunConfig
-from hybridssl.data.base import MultimodalDataset
 from hybridssl.tokenizer import TextTokenizer
 from hybridssl.trainer import Trainer
 
 
 class DistillTrainer(Trainer):
-    def __init__(self, cfg: RunConfig, run_dir: Path, train_set: MultimodalDataset, tokenizer: TextTokenizer | None,
+    def __init__(self, cfg: RunConfig, run_dir: Path, train_set: Any, tokenizer: TextTokenizer | None,
                  task: DistillTask, collator: DistillCollator, extra_state: dict[str, Any]) -> None:
         super().__init__(cfg, run_dir, train_set, tokenizer, task.model, task=task, collator=collator)
         task.teacher.to(self.device)

@@ -1,1 +1,1 @@
-"""Torch-free device runtime for hssl bundles (lands with issue #6). Never imports torch."""
+"""Torch-free device runtime for hssl bundles. Never imports torch (nor hybridssl, distill, export)."""

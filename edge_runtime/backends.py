@@ -61,10 +61,6 @@ def is_installed(name: str) -> bool:
         return False
 
 
-def available_backends() -> list[str]:
-    return [b for b in INSTALL if is_installed(b)]
-
-
 def choose_backend(model: Path, requested: str = "auto", hint: str | None = None) -> str:
     """The back end that will run ``model`` (see the module docstring)."""
     readers = READS.get(model.suffix.lower())

@@ -128,18 +128,23 @@ class EmbeddingIndex:
         self._pos = {i: j for j, i in enumerate(self._ids)}
 
     # ------------------------------------------------------------------ search
-    def search(self, query: np.ndarray, k: int = 10) -> list[Hit] | list[list[Hit]]:
-        """Top-k hits for one (D,) query, or a list of them for a (Q, D) batch."""
+    def search(self, query: np.ndarray, k: int = 10) -> list[Hit]:
+        """Top-k hits (best first) for one (D,) query; :meth:`search_batch` for a (Q, D) batch."""
+        if not isinstance(query, np.ndarray) or query.ndim != 1:
+            raise InputError(f"search takes one (D,) query, got {type(query).__name__} "
+                             f"{getattr(query, 'shape', '')}; use search_batch for a (Q, D) batch")
+        return self.search_batch(query[None], k)[0]
+
+    def search_batch(self, queries: np.ndarray, k: int = 10) -> list[list[Hit]]:
+        """Top-k hits for each row of a (Q, D) batch of queries."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InputError(f"k must be a positive integer, got {k!r}")
-        single = isinstance(query, np.ndarray) and query.ndim == 1
-        q = check_embeddings(query, self.dim, "query")                       # (Q, D)
+        q = check_embeddings(queries, self.dim, "query")                     # (Q, D)
         norms = np.linalg.norm(q, axis=1, keepdims=True)
         if (norms < 1e-12).any():
             raise InputError("cannot search with an all-zero query")
         scores = (q / norms) @ self._emb.T                                   # (Q, N)
-        hits = [self._top_k(row, k) for row in scores]
-        return hits[0] if single else hits
+        return [self._top_k(row, k) for row in scores]
 
     def _top_k(self, scores: np.ndarray, k: int) -> list[Hit]:
         n = scores.shape[0]
@@ -238,7 +243,7 @@ def index_files(model: Any, paths: Sequence[Path], root: Path | None = None, bat
     Ids are the paths relative to ``root`` (or as given); metadata ``{"path", "modality"}``. A file
     the runtime refuses (InputError) is skipped and reported in the returned ``{path: reason}``;
     files already in the index are left alone. ``on_batch(n_done)`` is called after each batch."""
-    from edge_runtime.model import infer_modality
+    from edge_runtime.items import infer_modality
 
     index = index if index is not None else EmbeddingIndex(model.embed_dim, model.fingerprint)
     skipped: dict[str, str] = {}

@@ -20,7 +20,6 @@ no labels are passed and the item is of the head's modality: scores = softmax(lo
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,10 +27,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from PIL import Image
 
 from edge_runtime.backends import Backend, BackendError, choose_backend, open_backend
 from edge_runtime.bundle import Bundle, TowerFiles, read_bundle
+from edge_runtime.items import as_items, first_item, infer_modality
 from edge_runtime.preprocess import TextEncoder, load_waveform, log_mel, preprocess_image
 from edge_runtime.schema import BundleError
 from edge_runtime.spec import AudioSpec, ImageSpec, audio_spec, image_spec
@@ -41,9 +40,6 @@ _T = TypeVar("_T")
 
 DEFAULT_TEMPLATES = ("a photo of a {}", "{}")
 DEFAULT_LOGIT_SCALE = 100.0
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".snd", ".caf", ".w64"})
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".ico"})
-_AUDIO_MAGIC = (b"RIFF", b"fLaC", b"OggS", b"FORM", b"ID3", b".snd", b"caff", b"\xff\xfb", b"\xff\xf3")
 
 
 @dataclass
@@ -222,7 +218,7 @@ class EdgeModel:
     def embed_audio(self, audio: Any, sample_rate: int | None = None) -> np.ndarray:
         """A file path / bytes / (T,) float waveform (with ``sample_rate``) / (wave, rate) pair, or a
         list of them, or an (N, T) array of mono waveforms at ``sample_rate``. Clips are trimmed to
-        ``clip_seconds`` (or zero-padded). A 2-D array with at most :data:`MAX_CHANNELS` columns is
+        ``clip_seconds`` (or zero-padded). A 2-D array with at most :data:`edge_runtime.items.MAX_CHANNELS` columns is
         refused (InputError) as a probable (frames, channels) clip: mix it to mono first; files with
         several channels are averaged to mono."""
         return self.embed(audio, "audio", sample_rate)
@@ -230,9 +226,9 @@ class EdgeModel:
     def embed(self, item: Any, modality: str | None = None, sample_rate: int | None = None) -> np.ndarray:
         """Embed one item → (E,), or a batch of one modality → (N, E); the modality is inferred
         when not given (:func:`infer_modality`)."""
-        modality = modality or infer_modality(_first(item))
+        modality = modality or infer_modality(first_item(item))
         self._tower(modality)
-        items, single = _items(item, modality)
+        items, single = as_items(item, modality)
         out = self.run(modality, self.preprocess(items, modality, sample_rate))
         return out[0] if single else out
 
@@ -277,9 +273,9 @@ class EdgeModel:
         """Labels with scores (descending) for one item, or a list of such lists for a batch."""
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise InputError(f"top_k must be a positive integer, got {top_k!r}")
-        modality = modality or infer_modality(_first(item))
+        modality = modality or infer_modality(first_item(item))
         tower = self._tower(modality)
-        items, single = _items(item, modality)
+        items, single = as_items(item, modality)
         head = self.bundle.manifest.get("head")
         if labels is None and head and head["modality"] == modality:
             names = list(head["names"])
@@ -314,68 +310,6 @@ def _check_io(tower: Tower, bundle: Bundle) -> None:
 
 def _no_labels() -> list[str]:
     raise InputError("pass labels=[...]: the bundle names no labels")
-
-
-def _first(item: Any) -> Any:
-    return item[0] if isinstance(item, list) and item else item
-
-
-#: A 2-D audio array whose second axis is this short is taken for (frames, channels), not (N, T).
-MAX_CHANNELS = 8
-
-
-def _items(item: Any, modality: str) -> tuple[list[Any], bool]:
-    """(items, was a single item) for a raw input of ``modality``."""
-    if modality == "image":
-        return _as_batch(item, lambda x: isinstance(x, np.ndarray) and x.ndim == 4)
-    if modality == "audio":
-        clip = item[0] if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], np.ndarray) else item
-        if isinstance(clip, np.ndarray) and clip.ndim == 2 and clip.shape[1] <= MAX_CHANNELS:
-            raise InputError(f"a 2-D audio array is a batch (N, T) of mono waveforms; {clip.shape} looks like "
-                             f"(frames, channels): mix it to mono first (wave.mean(axis=1))")
-        return _as_batch(item, lambda x: isinstance(x, np.ndarray) and x.ndim == 2, pair=True)
-    if modality == "text":
-        if isinstance(item, str):
-            return [item], True
-        if not isinstance(item, (list, tuple)):
-            raise InputError(f"text must be a string or a list of strings, got {type(item).__name__}")
-        return _as_batch(item, lambda x: False)
-    raise InputError(f"unknown modality {modality!r} (valid: image, text, audio)")
-
-
-def _as_batch(x: Any, is_array_batch: Any, pair: bool = False) -> tuple[list[Any], bool]:
-    """(items, was a single item)."""
-    if pair and isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], np.ndarray) \
-            and not isinstance(x[1], (np.ndarray, tuple, list)):
-        return [x], True  # (wave, sample_rate); the rate is checked by load_waveform
-    if isinstance(x, (list, tuple)):
-        if not x:
-            raise InputError("the batch is empty")
-        return list(x), False
-    if is_array_batch(x):
-        if x.shape[0] == 0:
-            raise InputError("the batch is empty")
-        return list(x), False
-    return [x], True
-
-
-def infer_modality(item: Any) -> str:
-    """Best guess of an item's modality: files by suffix, bytes by magic number, arrays by rank."""
-    if isinstance(item, Image.Image):
-        return "image"
-    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], np.ndarray):
-        return "audio"
-    if isinstance(item, np.ndarray):
-        return "image" if item.ndim in (3, 4) else "audio"
-    if isinstance(item, (bytes, bytearray, memoryview)):
-        head = bytes(item[:12])
-        return "audio" if any(head.startswith(m) for m in _AUDIO_MAGIC) else "image"
-    if isinstance(item, os.PathLike) or (isinstance(item, str) and Path(item).suffix.lower() in AUDIO_SUFFIXES | IMAGE_SUFFIXES
-                                         and "\n" not in item and len(item) < 4096):
-        return "audio" if Path(item).suffix.lower() in AUDIO_SUFFIXES else "image"
-    if isinstance(item, str):
-        return "text"
-    raise InputError(f"cannot tell the modality of a {type(item).__name__}; pass modality=...")
 
 
 def _check_labels(labels: Any) -> list[str]:

@@ -28,9 +28,9 @@ import json
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any
 
-from edge_runtime.index import EmbeddingIndex, Hit
+from edge_runtime.index import EmbeddingIndex
 from edge_runtime.model import EdgeModel
 from edge_runtime.schema import BundleError
 from edge_runtime.validate import InputError
@@ -68,7 +68,7 @@ def handle(model: EdgeModel, gallery: EmbeddingIndex | None, path: str, body: di
         if gallery is None:
             raise InputError("the server was started without a gallery")
         item, modality = _item(body)
-        hits = cast(list[Hit], gallery.search(model.embed(item, modality), body.get("k", 10)))  # one (D,) query
+        hits = gallery.search(model.embed(item, modality), body.get("k", 10))
         return {"hits": [{"id": h.id, "score": h.score, "metadata": h.metadata} for h in hits]}
     raise InputError(f"unknown path {path}")
 

@@ -17,7 +17,8 @@ import threading
 from pathlib import Path
 
 from edge_runtime.index import EmbeddingIndex, index_files, scan_media
-from edge_runtime.model import AUDIO_SUFFIXES, IMAGE_SUFFIXES, EdgeModel
+from edge_runtime.items import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+from edge_runtime.model import EdgeModel
 from edge_runtime.validate import InputError
 
 

@@ -1,4 +1,4 @@
-"""ONNX / ONNX Runtime / OpenVINO / TensorRT export and bundle writing (issue #5).
+"""ONNX / ONNX Runtime / OpenVINO / TensorRT export and bundle writing.
 
 ``api.export_run`` is the entry point; ``towers`` (exportable tower modules and their signature),
 ``onnx_graph`` (export, optimise, check), ``data`` (calibration and held-out data), ``backends``

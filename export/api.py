@@ -116,6 +116,7 @@ def _export_run(run_dir: Path, out_dir: Path, target: str, precision: str | None
                 shipped, opts.static_batches, lambda m, b: example_feeds(m, loaded.spec, loaded.tokenizer, batch=b, seed=0),
                 opts.threads) if opts.static_batches else ({}, [])
             if "text" in towers:
+                assert loaded.tokenizer is not None  # checked above
                 loaded.tokenizer.save(writer.path(TOKENIZER_FILE))
             report = _report(ex, loaded, run_dir, target, default, shipped, t_start)
             if static_records:

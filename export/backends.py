@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from export.towers import torch_to_feeds
 
-Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
+Runner = Callable[..., np.ndarray]   # feeds {input name: array} → (B, E) embeddings
 
 EXTRAS = {"onnxruntime": "export", "onnx": "export", "onnxscript": "export", "openvino": "openvino",
           "nncf": "openvino", "tensorrt": "tensorrt"}

@@ -61,7 +61,6 @@ class BundleWriter:
         self.out_dir = Path(out_dir).absolute()
         self.overwrite = overwrite
         self.tmp: Path | None = None
-        self.committed = False
 
     def __enter__(self) -> "BundleWriter":
         if self.out_dir.exists() and not self.overwrite:
@@ -109,7 +108,6 @@ class BundleWriter:
         os.replace(self.tmp, self.out_dir)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        self.committed = True
         return self.out_dir
 
 

@@ -102,6 +102,8 @@ def _export_dynamo(tower: nn.Module, io: TowerIO, args: tuple, path: Path, opset
     program = torch.onnx.export(tower, args, None, dynamo=True, opset_version=opset, input_names=io.input_names,
                                 output_names=["__tower_output__"], dynamic_shapes=shapes, optimize=True,
                                 verbose=False)
+    if program is None:
+        raise RuntimeError("torch.onnx.export (dynamo) returned no program")
     model = program.model_proto
     for name in io.output_names:
         rename_value(model, name, f"{name}__internal")

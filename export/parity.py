@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from export.data import batch_feeds
 from export.towers import interface_args
@@ -79,7 +78,7 @@ class Evaluation:
 
 
 @torch.inference_mode()
-def embed_heldout(model: nn.Module, held: HeldOut) -> Embeddings:
+def embed_heldout(model: Any, held: HeldOut) -> Embeddings:
     """``hybridssl.evaluation.embed.extract_embeddings`` over the pre-collated held-out batches, through
     the tower interface's ``embed`` only (the PyTorch model and a :class:`RunnerModel` alike)."""
     keys: list[str] = []
@@ -104,7 +103,7 @@ def embed_heldout(model: nn.Module, held: HeldOut) -> Embeddings:
                       index={m: np.concatenate(v) for m, v in pos.items()}, report=report)
 
 
-def evaluate(model: nn.Module, held: HeldOut) -> Evaluation:
+def evaluate(model: Any, held: HeldOut) -> Evaluation:
     """Embed the held-out items with ``model`` (tower interface) and compute the task metrics."""
     was_training = model.training
     model.eval()

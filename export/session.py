@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class ExportSession:
         self.embed_dim = embed_dim_of(loaded.model, modalities[0], self.spec, self.tokenizer)
         self.io = {m: tower_io(m, self.spec, self.embed_dim) for m in modalities}
         self.steps: list[dict[str, Any]] = []
+        self.trt_checks: dict[str, Any] = {}                 # TensorRT graph checks, when that target ran
         self.reference: Evaluation | None = None
         self._calibration: dict[str, list[dict[str, np.ndarray]]] = {}
 
@@ -57,7 +59,7 @@ class ExportSession:
     def torch_reference(self) -> Evaluation:
         self.tick("PyTorch reference")
         model = self.loaded.model
-        runners: dict[str, Runner] = {m: (lambda feeds, m=m: torch_embed(model, m, feeds)) for m in self.modalities}
+        runners: dict[str, Runner] = {m: partial(torch_embed, model, m) for m in self.modalities}
         ref = evaluate(RunnerModel(runners), self.held)
         for m, e in ref.embeddings.by_modality.items():
             if not np.isfinite(e).all():

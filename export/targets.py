@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_runtime.schema import PRECISIONS, model_file_name
-from export.backends import OpenVinoRunner, OrtRunner
+from export.backends import OpenVinoRunner, OrtRunner, Runner
 from export.data import batch_feeds
 from export.onnx_graph import check_onnx
 from export.quantize_ort import QuantSettings, convert_fp16, quantize_dynamic_int8, quantize_static_qdq
@@ -90,7 +90,7 @@ def build_openvino(ex: ExportSession, fp32: dict[str, Path], precision: str | No
 
 @register_target("tensorrt", ("fp16", "int8"), "tensorrt", ships_onnx=False)
 def build_tensorrt(ex: ExportSession, fp32: dict[str, Path], precision: str | None) -> Shipped:
-    return tensorrt(ex, fp32, (precision,) if precision else ("fp16", "int8"), precision is not None)
+    return dict(tensorrt(ex, fp32, (precision,) if precision else ("fp16", "int8"), precision is not None))
 
 
 def ort_int8(ex: ExportSession, fp32: dict[str, Path], strict: bool) -> dict[str, Path]:
@@ -146,7 +146,7 @@ def openvino(ex: ExportSession, fp32: dict[str, Path], precision: str, strict: b
         else:
             convert_ir(fp32[m], xml, fp16=precision == "fp16")
         files[m] = {"model": xml, "weights": xml.with_suffix(".bin")}
-    runners = {m: OpenVinoRunner(f["model"], ex.opts.threads) for m, f in files.items()}
+    runners: dict[str, Runner] = {m: OpenVinoRunner(f["model"], ex.opts.threads) for m, f in files.items()}
     ex.evaluate_step(f"openvino-{precision}", "openvino", precision, runners, files, t0, extra,
                        strict or precision == "fp32")
     return files
@@ -175,7 +175,7 @@ def ov_validation(ex: ExportSession, m: str, metric_fn):
         raise ValueError(f"accuracy control for the {m} tower needs held-out items that also carry {partner}")
     return items, metric_fn(emb.by_modality[partner][rows], keys)
 
-def tensorrt(ex: ExportSession, fp32: dict[str, Path], precisions: Sequence[str], strict: bool) -> dict[str, dict[str, Path]]:
+def tensorrt(ex: ExportSession, fp32: dict[str, Path], precisions: Sequence[str], strict: bool) -> Shipped:
     from export.tensorrt_backend import TensorRTRunner, build_engine, require_tensorrt_gpu
 
     profile = ex.opts.trt_profile
@@ -183,7 +183,7 @@ def tensorrt(ex: ExportSession, fp32: dict[str, Path], precisions: Sequence[str]
     if "int8" in precisions:
         graphs["int8"] = symmetric_qdq(ex, fp32)
     checks = {f"{m}.{p}": check_graph(g[m], ex.io[m], profile) for p, g in graphs.items() for m in ex.modalities}
-    ex.trt_checks = checks
+    ex.trt_checks = checks                                   # the report lists them
     problems = summarize_problems(checks)
     if problems:
         raise ValueError(f"the graphs are not TensorRT-compatible: {problems}")
@@ -193,16 +193,17 @@ def tensorrt(ex: ExportSession, fp32: dict[str, Path], precisions: Sequence[str]
         batch = profile.to_dict()
         raise TensorRTUnavailable(f"{e} (the ONNX graphs passed the TensorRT check: {len(checks)} graph(s), "
                                   f"batch profile min/opt/max {batch['min']}/{batch['opt']}/{batch['max']})") from None
-    out: dict[str, dict[str, Path]] = {}
+    out: Shipped = {}
     for p in precisions:
         t0 = time.perf_counter()
-        files, info = {}, {}
+        files: dict[str, dict[str, Path]] = {}
+        info: dict[str, Any] = {}
         for m in ex.modalities:
             ex.tick(f"TensorRT {p} {m} engine")
             plan = ex.writer.path(model_file_name(m, "tensorrt", p)["model"])
             info[m] = build_engine(graphs[p][m], plan, ex.io[m], p, profile)
             files[m] = {"model": plan}
-        runners = {m: TensorRTRunner(f["model"], profile.max) for m, f in files.items()}
+        runners: dict[str, Runner] = {m: TensorRTRunner(f["model"], profile.max) for m, f in files.items()}
         rec = ex.evaluate_step(f"tensorrt-{p}", "tensorrt", p, runners, files, t0, {"engines": info}, strict)
         if rec["passed"]:
             out[p] = files

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from edge_runtime.schema import MODALITIES, tower_io
+from hybridssl.models.interface import TowerModel
 from hybridssl.preprocessing import PreprocessSpec
 from hybridssl.tokenizer import TextTokenizer
 
@@ -33,7 +34,7 @@ EXAMPLE_CAPTIONS = ("a red circle on the left", "a small blue square with stripe
 class PatchTower(nn.Module):
     """Image ``pixels`` (B, 3, S, S) or audio ``log_mel`` (B, 1, M, T) → embedding (B, E)."""
 
-    def __init__(self, model: nn.Module, modality: str) -> None:
+    def __init__(self, model: TowerModel, modality: str) -> None:
         super().__init__()
         self.model = model
         self.modality = modality
@@ -45,7 +46,7 @@ class PatchTower(nn.Module):
 class TextTower(nn.Module):
     """input_ids (B, L) int64, attention_mask (B, L) int64 (1 = real token) → embedding (B, E)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: TowerModel) -> None:
         super().__init__()
         self.model = model
 
@@ -55,7 +56,7 @@ class TextTower(nn.Module):
 
 
 
-def tower_module(model: nn.Module, modality: str) -> nn.Module:
+def tower_module(model: TowerModel, modality: str) -> nn.Module:
     """The exportable wrapper of one tower of ``model`` (in eval mode)."""
     if modality not in getattr(model, "modalities", ()):
         raise ValueError(f"the model has no {modality!r} tower (it has {', '.join(model.modalities)})")
@@ -73,7 +74,7 @@ def example_feeds(modality: str, spec: PreprocessSpec, tokenizer: TextTokenizer 
         ids, attn = tokenizer.encode(captions)                               # (B, L) int64, (B, L) bool
         return {"input_ids": ids.astype(np.int64), "attention_mask": attn.astype(np.int64)}
     io = tower_io(modality, spec, 1)
-    shape = (batch, *io.inputs[0].shape[1:])
+    shape = (batch, *(int(d) for d in io.inputs[0].shape[1:]))
     return {io.inputs[0].name: rng.standard_normal(shape).astype(np.float32)}
 
 
@@ -102,11 +103,11 @@ def torch_to_feeds(modality: str, x: Tensor, attention: Tensor | None = None) ->
 
 
 @torch.inference_mode()
-def torch_embed(model: nn.Module, modality: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+def torch_embed(model: TowerModel, modality: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
     """Run one tower of the PyTorch model on bundle feeds → (B, E) float32."""
     return tower_module(model, modality)(*feeds_to_torch(feeds)).float().cpu().numpy()
 
 
-def embed_dim_of(model: nn.Module, modality: str, spec: PreprocessSpec, tokenizer: TextTokenizer | None) -> int:
+def embed_dim_of(model: TowerModel, modality: str, spec: PreprocessSpec, tokenizer: TextTokenizer | None) -> int:
     """E, measured by running the tower once (students and teachers alike)."""
     return int(torch_embed(model, modality, example_feeds(modality, spec, tokenizer, batch=1)).shape[1])

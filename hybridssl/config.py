@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -203,7 +203,7 @@ def build_section(cls: type, d: dict[str, Any] | None, where: str) -> Any:
     for k, v in d.items():
         t = hints[k]
         if dataclasses.is_dataclass(t):
-            kwargs[k] = build_section(t, v, f"{where}{k}.")
+            kwargs[k] = build_section(cast(type, t), v, f"{where}{k}.")
         else:
             kwargs[k] = _coerce(v, t, where + k)
     return cls(**kwargs)

@@ -33,7 +33,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -299,7 +299,8 @@ def wrap_for_ranks(task: nn.Module, cfg: Any, device: torch.device, world_size: 
         # FSDP cannot shard 0-d parameters (the temperature): they stay replicated, gradients all-reduced here
         replicated = [p for p in task.parameters() if p.ndim == 0 and p.requires_grad]
         scalars = {p for p in task.parameters() if p.ndim == 0}
-        return fully_shard(EveryParameter(task), ignored_params=scalars or None), replicated  # one group: same collectives everywhere
+        root = fully_shard(EveryParameter(task), ignored_params=scalars or None)  # one group: same collectives everywhere
+        return cast(nn.Module, root), replicated
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
@@ -309,21 +310,21 @@ def wrap_for_ranks(task: nn.Module, cfg: Any, device: torch.device, world_size: 
 
 
 def full_state(engine: nn.Module, task: nn.Module, optimizer: torch.optim.Optimizer,
-               fsdp: bool) -> tuple[dict[str, Tensor], dict[str, Any]]:
+               fsdp: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """Model and optimizer state as one process holds them (optimizer params numbered 0..P−1)."""
     if not fsdp:
         return task.state_dict(), optimizer.state_dict()
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    model = {k.removeprefix("task."): v for k, v in get_model_state_dict(engine, options=opts).items()}
-    optim = get_optimizer_state_dict(engine, optimizer, options=opts)
+    model: dict[str, Any] = {k.removeprefix("task."): v for k, v in get_model_state_dict(engine, options=opts).items()}
+    optim: dict[str, Any] = dict(get_optimizer_state_dict(engine, optimizer, options=opts))
     if not is_main():  # with cpu_offload only rank 0 receives the full state
         return model, optim
     index = {fqn: i for i, fqn in enumerate(optimizer_fqns(engine, optimizer))}
-    optim = {"state": {index[k]: v for k, v in optim["state"].items()},
-             "param_groups": [{**g, "params": [index[f] for f in g["params"]]} for g in optim["param_groups"]]}
-    return model, optim
+    numbered = {"state": {index[k]: v for k, v in optim["state"].items()},
+                "param_groups": [{**g, "params": [index[f] for f in g["params"]]} for g in optim["param_groups"]]}
+    return model, numbered
 
 def optimizer_fqns(engine: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
     """Name (in the FSDP root) of every optimizer parameter, in the optimizer's order."""

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -131,22 +132,24 @@ class HybridTask(nn.Module):
                 x2 = permute_colours(x, self.cfg.preprocess.image, generator) if self.cfg.loss.ntxent_view == "colour" else x
                 view2 = self._encode(m, x2, None, ratio, generator, plan)
                 if enc is not None and view2 is not None:
-                    z1, z2 = self.model.heads[m](enc.pooled), self.model.heads[m](view2.pooled)
+                    z1, z2 = self.model.heads[m](enc.pooled), self.model.heads[m](view2.pooled)  # (B, E) each
                     losses["ntxent/image"] = self.cfg.loss.ntxent_weight * nt_xent(z1, z2, self.cfg.loss.ntxent_temperature)
                     counts["ntxent/image"] = x.shape[0]
             if m == "text" and "ntxent/text" in self.names and enc is not None and self.text is not None:
                 clean = ids_target if ids_target is not None else x  # view 1: the MLM corruption, or the caption
                 corrupted, _ = self._mask_tokens(clean, attention, generator, self.cfg.loss.text_ntxent_mask_ratio)
                 view2 = self._encode(m, corrupted, attention, 0.0, generator, plan)
+                assert view2 is not None  # the caption rows are local, as enc's are
                 z1, z2 = self.model.heads[m](enc.pooled), self.model.heads[m](view2.pooled)
                 losses["ntxent/text"] = self.cfg.loss.text_ntxent_weight * nt_xent(z1, z2, self.cfg.loss.ntxent_temperature)
                 counts["ntxent/text"] = clean.shape[0]
-        sizes, redundancies = self._contrastive(batch, emb, idx, losses, counts, generator, plan)
+        pair_sizes, redundancies = self._contrastive(batch, emb, idx, losses, counts, generator, plan)
+        sizes: dict[str, int]
         if plan is not None:
-            losses, sizes, redundancy = self._globalise(losses, counts, sizes, redundancies, plan)
+            losses, sizes, redundancy = self._globalise(losses, counts, pair_sizes, redundancies, plan)
         else:
             redundancy = sum(redundancies) / len(redundancies) if redundancies else None
-            sizes = {k: n + q for k, (n, q) in sizes.items()}
+            sizes = {k: n + q for k, (n, q) in pair_sizes.items()}
         if not losses:
             raise ValueError("this batch carries no modality the model can learn from")
         parts = {k: float(v.detach()) for k, v in losses.items()}
@@ -180,13 +183,15 @@ class HybridTask(nn.Module):
         return batch.get(m), None, None, None
 
     def _mask_tokens(self, ids: Tensor, attn: Tensor, generator, ratio: float | None = None) -> tuple[Tensor, Tensor]:
+        if self.text is None:
+            raise ValueError("masking text tokens needs the tokenizer's TextMasking")
         return mask_tokens(ids, attn, mask_token_id=self.text.mask_id, vocab_size=self.text.vocab_size,
                            ratio=self.cfg.model.text_mask_ratio if ratio is None else ratio,
                            special_ids=self.text.special_ids, generator=generator)
 
     def _global_text_masking(self, batch: dict, generator, plan: RankPlan):
         """MLM corruption drawn for the gathered ids of every rank (as one process would), own rows kept."""
-        length = self.model.encoders["text"].stem.max_length
+        length = self.model.text_stem().max_length
         ids = batch.get("text_ids", torch.zeros(0, length, dtype=torch.long, device=self._device()))
         attn = batch.get("text_attn", torch.zeros(0, length, dtype=torch.bool, device=ids.device))
         g_ids, g_attn = dist.gather_rows(ids), dist.gather_rows(attn.long()).bool()   # (Bt_all, L)
@@ -205,13 +210,16 @@ class HybridTask(nn.Module):
             if x is not None else None
         if plan is None or m == "text" or ratio <= 0:
             return run() if run is not None else None
-        n_tokens = self.model.encoders[m].stem.num_tokens
+        n_tokens = self.model.patch_stem(m).num_tokens
         return plan.replay(m, lambda n: torch.rand(n, n_tokens, generator=generator), run)
 
     def _decode(self, m: str, enc: Encoded | None, ratio_tokens: int, generator, plan: RankPlan | None):
         """The patch decoder on the local rows, replaying the other ranks' VAE noise under torchrun."""
-        dec = self.model.decoders[m]
-        run = (lambda: dec(enc.tokens, enc.masking.ids_restore, generator)) if enc is not None else None
+        dec = self.model.decoder(m)
+        run = None
+        if enc is not None and enc.masking is not None:
+            tokens, restore = enc.tokens, enc.masking.ids_restore
+            run = lambda: dec(tokens, restore, generator)  # noqa: E731
         if plan is None or not (dec.vae_latent > 0 and dec.training):
             return run() if run is not None else None
         shape = (ratio_tokens, dec.vae_latent)
@@ -228,7 +236,7 @@ class HybridTask(nn.Module):
         ratio = {"image": self.cfg.model.image_mask_ratio, "audio": self.cfg.model.audio_mask_ratio}[m]
         if ratio <= 0 or (enc is not None and enc.masking is None):
             return
-        n_tokens = self.model.encoders[m].stem.num_tokens
+        n_tokens = self.model.patch_stem(m).num_tokens
         n_keep = random_masking(0, n_tokens, ratio).ids_keep.shape[1]  # draws nothing for 0 rows
         out = self._decode(m, enc, n_keep, generator, plan)
         if out is None:
@@ -263,7 +271,7 @@ class HybridTask(nn.Module):
             g = self.infonce.gather(ea, eb) if plan is not None else None
             n_cand = g.a_all.shape[0] if g is not None else ea.shape[0]
             name = f"contrastive/{a}-{b}"
-            queue_len = int(self.queues[b].filled) if self.queues else 0
+            queue_len = int(self.queue(b).filled) if self.queues else 0
             if plan is not None and g is None:
                 sizes[name] = (0, queue_len)  # local mode: the in-batch count is set once N is known
             if n_cand < 2 or (g is None and ea.shape[0] < 2):
@@ -303,7 +311,7 @@ class HybridTask(nn.Module):
         queries (as one process would) and this rank keeps its rows."""
         if not self.queues:
             return {}
-        qa, qb = self.queues[a].negatives(), self.queues[b].negatives()
+        qa, qb = self.queue(a).negatives(), self.queue(b).negatives()
         kw = {"queue_a": qa, "queue_b": qb}
         if self.cfg.loss.hard_negatives > 0 and qa.shape[0] > 0:
             mix = dict(n_hard=self.cfg.loss.hard_negatives, n_mix=self.cfg.loss.mixed_negatives,
@@ -326,12 +334,12 @@ class HybridTask(nn.Module):
     def _enqueue(self, keys: dict[str, Tensor], plan: RankPlan | None) -> None:
         if plan is None:
             for m, k in keys.items():
-                self.queues[m].enqueue(k)
+                self.queue(m).enqueue(k)
             return
         for m in self.queues:  # every rank enqueues (gathered keys) for every modality some rank holds
             if plan.total(m):
                 empty = torch.zeros(0, self.cfg.model.embed_dim, device=self._device())
-                self.queues[m].enqueue(keys.get(m, empty))
+                self.queue(m).enqueue(keys.get(m, empty))
 
     # ------------------------------------------------------------------------------ distributed
     def _globalise(self, losses: dict[str, Tensor], counts: dict[str, int], sizes: dict[str, tuple[int, int]],
@@ -342,9 +350,9 @@ class HybridTask(nn.Module):
         sums = [counts.get(n, 0) * float(losses[n].detach()) if n in losses else 0.0 for n in names]
         vec = torch.tensor(local + sums + [sum(redundancies), float(len(redundancies))],
                            dtype=torch.float64, device=self._device())
-        vec = dist.all_reduce_sum(vec).tolist()
+        totals: list[float] = dist.all_reduce_sum(vec).tolist()
         k = len(names)
-        total_n, total_sum, (red_sum, red_n) = vec[:k], vec[k:2 * k], vec[2 * k:]
+        total_n, total_sum, (red_sum, red_n) = totals[:k], totals[k:2 * k], totals[2 * k:]
         out: dict[str, Tensor] = {}
         for i, name in enumerate(names):
             if total_n[i] <= 0:
@@ -362,8 +370,12 @@ class HybridTask(nn.Module):
                 final[name] = n_cand + queue_len
         return out, final, (red_sum / red_n if red_n else None)
 
+    def queue(self, modality: str) -> MomentumQueue:
+        return cast(MomentumQueue, self.queues[modality])
+
     @torch.no_grad()
     def _momentum_keys(self, batch) -> dict[str, Tensor]:
+        assert self.momentum_model is not None
         out = {}
         for m in self.model.modalities:
             if m == "text" and "text_ids" in batch:

@@ -19,15 +19,15 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024, model: str = "
     """Train a tokenizer on ``texts``; returns a ``tokenizers.Tokenizer`` with the encoding contract.
 
     BPE (the default) trains reproducibly: the same captions give the same ``tokenizer.json``.
-    WordPiece training in ``tokenizers`` picks merges in hash-map order on count ties (upstream
-    issue #1794), so its vocabulary can differ between runs; we renumber it deterministically, but
+    WordPiece training in ``tokenizers`` picks merges in hash-map order on count ties (a known
+    limitation upstream), so its vocabulary can differ between runs; we renumber it deterministically, but
     the vocabulary set itself may still vary. Use it only when matching an existing WordPiece setup.
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     if model == "wordpiece":
         tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        trainer = trainers.WordPieceTrainer(
+        trainer: trainers.Trainer = trainers.WordPieceTrainer(
             vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False
         )
         tok.decoder = decoders.WordPiece()

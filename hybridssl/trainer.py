@@ -26,21 +26,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
 from hybridssl import dist
 from hybridssl.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from hybridssl.config import RunConfig
-from hybridssl.data.base import MultimodalDataset
 from hybridssl.data.batching import Collator, merge_batch_report
 from hybridssl.data.loaders import train_loader
 from hybridssl.data.sample import SkipReport
 from hybridssl.errors import NonFiniteLossError
 from hybridssl.models.hybrid import HybridModel
+from hybridssl.models.interface import TowerModel
 from hybridssl.schedule import warmup_cosine
 from hybridssl.task import HybridTask, TextMasking
 from hybridssl.tokenizer import TextTokenizer
@@ -127,8 +126,8 @@ class Trainer:
     from ``collator`` (default: the run's :class:`Collator`). Another task (e.g. distillation) passes
     its own task and collator and reuses everything else."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, train_set: MultimodalDataset, tokenizer: TextTokenizer | None,
-                 model: HybridModel, *, task: nn.Module | None = None, collator: Collator | None = None) -> None:
+    def __init__(self, cfg: RunConfig, run_dir: Path, train_set: Any, tokenizer: TextTokenizer | None,
+                 model: TowerModel, *, task: Any = None, collator: Collator | None = None) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.train_set = train_set
@@ -149,7 +148,7 @@ class Trainer:
             text = None
             if tokenizer is not None:
                 text = TextMasking(tokenizer.mask_id, tokenizer.vocab_size, tokenizer.special_ids)
-            task = HybridTask(cfg, model, text)
+            task = HybridTask(cfg, cast(HybridModel, model), text)
         self.task = task.to(self.device)
         self.dtype = next(self.task.parameters()).dtype  # floating inputs are cast to it (see _to_device)
         self.ema = None
@@ -160,7 +159,7 @@ class Trainer:
         self.fsdp = self.world_size > 1 and tc.distributed == "fsdp"
         # what runs the forward (the task, or its DDP / FSDP wrapper), and the parameters FSDP leaves replicated
         self.engine, self.replicated = dist.wrap_for_ranks(self.task, self.cfg, self.device, self.world_size)
-        self.optimizer = torch.optim.AdamW(param_groups(self.task, tc.weight_decay), lr=tc.lr, betas=tuple(tc.betas))
+        self.optimizer = torch.optim.AdamW(param_groups(self.task, tc.weight_decay), lr=tc.lr, betas=(tc.betas[0], tc.betas[1]))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.state = TrainState()
         self.collator = collator or Collator(cfg.preprocess, tokenizer, model.modalities)
@@ -322,9 +321,10 @@ class Trainer:
         """DDP: skip the gradient all-reduce on all but the last accumulation micro-batch."""
         if last or self.engine is self.task or self.fsdp:
             return contextlib.nullcontext()
-        return self.engine.no_sync()
+        return cast(Any, self.engine).no_sync()
 
     def _update_ema(self, step: int) -> None:
+        assert self.ema is not None
         if not self.fsdp:
             self.ema.update(self.task.model, step=step)
             return

@@ -81,9 +81,9 @@ def _scores(ev: dict[str, Any]) -> dict[str, float]:
     zs = [z["accuracy"] for z in ev.get("zero_shot", {}).values()]
     if zs:
         out["zero_shot"] = sum(zs) / len(zs)
-    attrs = {name: ((a["protocols"].get("linear_probe", {}).get(fraction_key(ATTRIBUTE_FRACTION)) or {}).get("accuracy")
+    found = {name: ((a["protocols"].get("linear_probe", {}).get(fraction_key(ATTRIBUTE_FRACTION)) or {}).get("accuracy")
                     or {}).get("mean") for name, a in ev.get("attribute_probes", {}).items()}
-    attrs = {k: v for k, v in attrs.items() if v is not None}
+    attrs = {k: float(v) for k, v in found.items() if v is not None}
     for name, acc in attrs.items():
         out[f"attribute:{name}"] = acc
     if attrs:

@@ -218,6 +218,7 @@ def _evaluate(run_dir: Path, data: DataArg, opts: EvalOptions, out_dir: str | Pa
 
     t0 = time.perf_counter()
     retrieval = retrieval_report(test_emb)
+    cls_prompts: dict[str, list[str]] | None
     if prompts is not None and label_names:
         cls_prompts = prompt_dict(prompts, label_names)
     else:
@@ -229,6 +230,7 @@ def _evaluate(run_dir: Path, data: DataArg, opts: EvalOptions, out_dir: str | Pa
 
     available = [m for m in pool_emb.by_modality if m in test_emb.by_modality]
     tower = pick_modality(run.model.modalities, available, opts.modality)
+    low: dict[str, Any]
     if len(label_names) < 2:
         low = {"skipped": "the data has fewer than 2 classes", "modality": tower}
     else:

@@ -28,7 +28,7 @@ from hybridssl.checkpoint import atomic_write_text, latest_checkpoint, latest_va
 from hybridssl.config import RunConfig, load_config, save_config
 from hybridssl.data.base import MultimodalDataset
 from hybridssl.data.batching import SafeDataset, Skipped
-from hybridssl.data.sample import SkipReport
+from hybridssl.data.sample import Sample, SkipReport
 from hybridssl.data.splits import build_datasets
 from hybridssl.evaluation.heldout import evaluate_heldout
 from hybridssl.preprocessing import PreprocessSpec, fit_waveform, log_mel
@@ -46,7 +46,7 @@ def fit_audio_normalisation(dataset: MultimodalDataset, spec: PreprocessSpec, n:
     values = []
     for i in range(min(len(dataset), 4 * n)):
         s = safe[i]
-        if getattr(s, "audio", None) is None:
+        if not isinstance(s, Sample) or s.audio is None or s.sample_rate is None:
             continue
         wave, _ = fit_waveform(torch.from_numpy(np.asarray(s.audio, dtype=np.float32)), s.sample_rate, raw.audio)
         values.append(log_mel(wave, raw.audio).flatten())
@@ -58,7 +58,7 @@ def fit_audio_normalisation(dataset: MultimodalDataset, spec: PreprocessSpec, n:
     return round(float(x.mean()), 4), round(max(float(x.std()), 1e-3), 4)
 
 
-def prepare(cfg: RunConfig, run_dir: Path) -> tuple[RunConfig, MultimodalDataset, MultimodalDataset, TextTokenizer | None]:
+def prepare(cfg: RunConfig, run_dir: Path | None) -> tuple[RunConfig, MultimodalDataset, MultimodalDataset, TextTokenizer | None]:
     """Datasets, tokenizer and data-fitted preprocessing statistics of a new run."""
     train_set, val_set = build_datasets(cfg.data, cfg.train.seed, run_dir)
     tokenizer = None
@@ -209,6 +209,7 @@ def check_trainable(train_set: MultimodalDataset, cfg: RunConfig) -> None:
     if all(isinstance(s, Skipped) for s in tried):
         report = SkipReport()
         for s in tried:
+            assert isinstance(s, Skipped)
             report.skip(s.uid, s.reason, s.detail)
         raise ValueError(f"{cfg.data.train}: none of {probe} training items tried could be read "
                          f"({describe_skips(report)}, e.g. {next(iter(report.examples.values()))[0]}); check the files")

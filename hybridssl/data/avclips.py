@@ -108,7 +108,7 @@ class AudioVisualClipsDataset(RecordDataset):
         for c, lab in zip(clips, labels):
             c.label = lab
         self._records = [c for c, k in zip(clips, keep) if k]
-        present = set()
+        present: set[str] = set()
         for c in self._records:
             present.update(
                 m for m, v in (("image", c.image or c.frames), ("text", c.caption), ("audio", c.audio)) if v

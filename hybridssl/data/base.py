@@ -163,7 +163,7 @@ def resolve_labels(
         names = None
     elif all(_as_int(r) is not None for r in present):
         int_mode = True
-        top = max(_as_int(r) for r in present)  # type: ignore[type-var]
+        top = max(int(_as_int(r) or 0) for r in present)
         names = [str(k) for k in range(top + 1)]
     else:
         names = sorted({str(r).strip() for r in present})

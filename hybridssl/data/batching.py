@@ -9,6 +9,7 @@ Batch layout (only present modalities are stored; ``*_idx`` map rows back to bat
     text_ids     (Bt, L) long, text_attn (Bt, L) bool, text_idx (Bt,) long
     label        (n,) long, −1 = unlabeled
     captions     list[str | None] (n)         uids list[str] (n)    keys list[str] (n)
+    positions    (n,) long: each item's Sample.position (−1 when not read through PositionTagged)
     skipped      list[(uid, reason, detail)]  repairs list[str]
 """
 
@@ -37,8 +38,8 @@ class Skipped:
 class SafeDataset(Dataset):
     """Wraps a dataset so that a bad item becomes a :class:`Skipped` record instead of an exception."""
 
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset  # any map-style dataset with __len__
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -64,8 +65,8 @@ class Collator:
         skipped: list[tuple[str, str, str]] = []
         repairs: list[str] = []
         kept: list[Sample] = []
-        images: list[torch.Tensor] = []
-        audios: list[torch.Tensor] = []
+        images: list[torch.Tensor | None] = []
+        audios: list[torch.Tensor | None] = []
         for it in items:
             if isinstance(it, Skipped):
                 skipped.append((it.uid, it.reason, it.detail))
@@ -101,6 +102,7 @@ class Collator:
             "n": len(kept),
             "uids": [s.uid for s in kept],
             "keys": [str(s.meta.get("key", s.uid)) for s in kept],
+            "positions": torch.tensor([-1 if s.position is None else int(s.position) for s in kept], dtype=torch.long),
             "captions": [s.caption for s in kept],
             "label": torch.tensor([-1 if s.label is None else int(s.label) for s in kept], dtype=torch.long),
             "skipped": skipped,
@@ -114,7 +116,7 @@ class Collator:
         if self.tokenizer is not None and "text" in self.modalities:
             idx = [i for i, s in enumerate(kept) if s.caption]
             if idx:
-                ids, attn = self.tokenizer.encode([kept[i].caption for i in idx])
+                ids, attn = self.tokenizer.encode([kept[i].caption or "" for i in idx])
                 batch["text_ids"] = torch.from_numpy(ids)
                 batch["text_attn"] = torch.from_numpy(attn)
                 batch["text_idx"] = torch.tensor(idx, dtype=torch.long)

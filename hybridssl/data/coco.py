@@ -139,7 +139,7 @@ class CocoCaptionsDataset(MultimodalDataset):
                 first[image_id] = (caption, ann_id)
         pairs = []
         for image_id, file_name in images.items():
-            caption, ann_id = first.get(image_id, (None, None))
+            caption, ann_id = first.get(image_id, (None, None))  # type: ignore[assignment]  # no caption: None
             pairs.append(_Pair(str(image_id), image_id, file_name, caption, ann_id))
         return pairs
 
@@ -157,5 +157,5 @@ class CocoCaptionsDataset(MultimodalDataset):
     def __getitem__(self, i: int) -> Sample:
         p = self._pairs[self._check_index(i)]
         image = read_image(self.images_dir / p.file_name, p.uid, max_pixels=self.max_pixels)  # (H, W, 3)
-        meta = {"repairs": [], "image_id": p.image_id, "file_name": p.file_name, "annotation_id": p.annotation_id}
+        meta: dict[str, Any] = {"repairs": [], "image_id": p.image_id, "file_name": p.file_name, "annotation_id": p.annotation_id}
         return Sample(uid=p.uid, image=image, caption=p.caption, meta=meta)

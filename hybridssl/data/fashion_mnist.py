@@ -127,7 +127,8 @@ class FashionMNIST(MultimodalDataset):
     def caption_at(self, i: int) -> str | None:
         if not self.with_captions:
             return None
-        return f"a photo of {with_article(CLASS_NAMES[self.label_at(i)])}"
+        label = self.label_at(i)
+        return None if label is None else f"a photo of {with_article(CLASS_NAMES[label])}"
 
     def class_prompts(self) -> dict[str, list[str]]:
         """Zero-shot prompts per class, in label order: ``{name: ["a photo of a <name>", ...]}``."""

@@ -198,10 +198,6 @@ class FeatureSequenceDataset(MultimodalDataset):
         return [int(i) for i in np.flatnonzero(~bad)]
 
     # -- dataset ---------------------------------------------------------------------------------------------
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return tuple(self.feature_dims)
-
     def __len__(self) -> int:
         return len(self._index)
 
@@ -282,5 +278,6 @@ def write_feature_npz(
         arrays["label_names"] = np.array([str(s) for s in label_names], dtype=str)
     out = Path(path)
     with open(out, "wb") as f:  # a file object: numpy must not append ".npz" to the name
-        (np.savez_compressed if compress else np.savez)(f, **arrays)
+        save: Any = np.savez_compressed if compress else np.savez
+        save(f, **arrays)
     return out

@@ -4,8 +4,9 @@ step), or streamed tar shards (``data.streaming``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from hybridssl.config import RunConfig
 from hybridssl.data.base import MultimodalDataset
@@ -21,8 +22,8 @@ def train_loader(train_set: MultimodalDataset, cfg: RunConfig, collator: Callabl
     tc = cfg.train
     if cfg.data.streaming:
         return stream_loader(train_set, cfg, collator, step, rank, world_size)
-    sampler = StepBatchSampler(len(train_set), tc.batch_size, tc.seed, tc.steps * tc.accum_steps,
-                               start_step=step * tc.accum_steps)
+    sampler: Sampler[list[int]] = StepBatchSampler(len(train_set), tc.batch_size, tc.seed, tc.steps * tc.accum_steps,
+                                                   start_step=step * tc.accum_steps)
     if world_size > 1:
         sampler = RankBatchSampler(sampler, rank, world_size)  # this rank's slice
     return DataLoader(SafeDataset(train_set), batch_sampler=sampler, collate_fn=collator,
@@ -36,9 +37,11 @@ def stream_loader(train_set: MultimodalDataset, cfg: RunConfig, collator: Callab
     from hybridssl.data.shards import ShardDataset
     from hybridssl.data.splits import IndexSubset
 
-    base, keys = train_set, None
-    if isinstance(base, IndexSubset):  # a seeded train split: stream only its samples
-        base, keys = base.base, {base.base.key(i) for i in base.indices}
+    base: Any = train_set
+    keys = None
+    if isinstance(train_set, IndexSubset):  # a seeded train split: stream only its samples
+        base = train_set.base
+        keys = {base.key(i) for i in train_set.indices}
     if not isinstance(base, ShardDataset):
         raise ValueError(f"data.streaming reads tar shards: give a data.train spec 'shards:DIR' "
                          f"(write them with `hssl shard`), got {cfg.data.train!r}")

@@ -284,7 +284,7 @@ class ManifestDataset(RecordDataset):
         for r, lab in zip(rows, labels):
             r.label = lab
         self._records = [r for r, k in zip(rows, keep) if k]
-        present = set()
+        present: set[str] = set()
         for r in self._records:
             present.update(m for m, v in (("image", r.image), ("text", r.caption), ("audio", r.audio)) if v)
         self.modalities = check_modalities(sorted(present))

@@ -119,7 +119,7 @@ def read_image(path: str | Path, uid: str, max_pixels: int = 64_000_000) -> np.n
                 if problem is not None:
                     raise BadItem(uid, "unreadable_image", f"{p}: truncated PNG: {problem}")
             try:
-                img = ImageOps.exif_transpose(img)
+                img = ImageOps.exif_transpose(img)  # type: ignore[assignment]  # an Image either way
             except Exception:  # malformed EXIF: keep the stored orientation
                 pass
             rgb = _to_rgb(img)  # (H, W, 3)
@@ -202,7 +202,7 @@ def require_usable(sample: Sample) -> Sample:
 
     "Nothing" means no image, no caption, no audio and no (non-empty) precomputed features.
     """
-    has_features = bool(sample.features) and any(v.size > 0 for v in sample.features.values())
+    has_features = any(v.size > 0 for v in (sample.features or {}).values())
     if not sample.modalities and not has_features:
         raise BadItem(sample.uid, "no_usable_modality", "no image, caption, audio or features left")
     return sample

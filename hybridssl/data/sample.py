@@ -42,6 +42,8 @@ class Sample:
     features: dict[str, np.ndarray] | None = None
     label: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    #: the item's index in the dataset a :class:`hybridssl.data.tagged.PositionTagged` view read it from
+    position: int | None = None
 
     @property
     def modalities(self) -> tuple[str, ...]:

@@ -70,7 +70,7 @@ def _tone(timbre: str, f0: float, t: np.ndarray, phase0: float, rng: np.random.G
         return (tone * np.exp(-2.5 * t / dur)).astype(np.float32)
     sine = _lookup(_TABLES["sine"], phase)
     if timbre == "breathy":
-        return 0.7 * sine + rng.uniform(-0.3, 0.3, t.shape[0]).astype(np.float32)
+        return 0.7 * sine + rng.uniform(-0.3, 0.3, size=(t.shape[0],)).astype(np.float32)
     if timbre == "tremolo":
         return sine * (0.75 + 0.25 * np.sin(2 * np.pi * 30.0 * t)).astype(np.float32)
     raise ValueError(f"unknown timbre {timbre!r}")

@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "shape": ("circle", "square", "triangle", "star", "cross", "diamond", "hexagon", "heart"),
     "colour": ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink"),
@@ -107,7 +109,7 @@ def _pick(options: Sequence[str], u: float) -> str:
     return options[min(int(u * len(options)), len(options) - 1)]
 
 
-def make_caption(values: Mapping[str, str], u: Sequence[float]) -> str:
+def make_caption(values: Mapping[str, str], u: Sequence[float] | np.ndarray) -> str:
     """The caption of a scene ``values`` (attribute → value) from ``N_CAPTION_DRAWS`` uniforms ``u``."""
     if len(u) != N_CAPTION_DRAWS:
         raise ValueError(f"make_caption needs {N_CAPTION_DRAWS} uniforms, got {len(u)}")

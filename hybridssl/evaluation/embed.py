@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from hybridssl.data.batching import Collator, SafeDataset, merge_batch_report
 from hybridssl.data.sample import SkipReport
-from hybridssl.models.hybrid import HybridModel
+from hybridssl.models.interface import TowerModel
 from hybridssl.preprocessing import PreprocessSpec
 from hybridssl.tokenizer import TextTokenizer
 
@@ -30,6 +30,7 @@ class Embeddings:
     index: dict[str, np.ndarray] = field(default_factory=dict)        # m → (n_m,) item positions
     features: dict[str, np.ndarray] = field(default_factory=dict)     # m → (n_m, W) pooled tower features
     report: SkipReport = field(default_factory=SkipReport)
+    positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (n,) dataset positions, −1 untagged
 
     def paired(self, a: str, b: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Embeddings of the items that carry both a and b, row-aligned, with their keys."""
@@ -44,7 +45,7 @@ class Embeddings:
 
 
 @torch.inference_mode()
-def embed_texts(model: HybridModel, tokenizer: TextTokenizer, texts: list[str], batch_size: int = 256) -> np.ndarray:
+def embed_texts(model: TowerModel, tokenizer: TextTokenizer, texts: list[str], batch_size: int = 256) -> np.ndarray:
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(texts), batch_size):
@@ -54,7 +55,7 @@ def embed_texts(model: HybridModel, tokenizer: TextTokenizer, texts: list[str], 
 
 
 @torch.inference_mode()
-def extract_embeddings(model: HybridModel, dataset, spec: PreprocessSpec, tokenizer: TextTokenizer | None,
+def extract_embeddings(model: TowerModel, dataset, spec: PreprocessSpec, tokenizer: TextTokenizer | None,
                        limit: int | None = None, batch_size: int = 128, num_workers: int = 0) -> Embeddings:
     was_training = model.training
     model.eval()
@@ -66,6 +67,7 @@ def extract_embeddings(model: HybridModel, dataset, spec: PreprocessSpec, tokeni
                         collate_fn=Collator(spec, tokenizer, model.modalities), num_workers=num_workers)
     keys: list[str] = []
     labels: list[np.ndarray] = []
+    positions: list[np.ndarray] = []
     embs: dict[str, list[np.ndarray]] = {}
     feats: dict[str, list[np.ndarray]] = {}
     pos: dict[str, list[np.ndarray]] = {}
@@ -75,6 +77,7 @@ def extract_embeddings(model: HybridModel, dataset, spec: PreprocessSpec, tokeni
         offset = len(keys)
         keys += batch["keys"]
         labels.append(batch["label"].numpy())
+        positions.append(batch["positions"].numpy())
         for m in model.modalities:
             if m == "text":
                 if "text_ids" not in batch:
@@ -96,4 +99,5 @@ def extract_embeddings(model: HybridModel, dataset, spec: PreprocessSpec, tokeni
         index={m: np.concatenate(v) for m, v in pos.items()},
         features={m: np.concatenate(v) for m, v in feats.items()},
         report=report,
+        positions=np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64),
     )

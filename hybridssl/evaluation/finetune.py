@@ -38,50 +38,15 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from hybridssl.data.batching import Collator, SafeDataset, merge_batch_report
-from hybridssl.data.sample import Sample, SkipReport
+from hybridssl.data.sample import SkipReport
+from hybridssl.data.tagged import PositionTagged
 from hybridssl.evaluation.zeroshot import macro_f1
-from hybridssl.models.hybrid import HybridModel
+from hybridssl.models.interface import TowerModel
 from hybridssl.preprocessing import PreprocessSpec
 from hybridssl.tokenizer import TextTokenizer
 
 #: the order in which a tower is chosen when none is requested
 TOWER_PREFERENCE = ("image", "audio", "text")
-#: separates the dataset position from the original key in tagged keys
-TAG_SEP = "\x1f"
-
-
-# ----------------------------------------------------------------------------- position tagging
-class PositionTagged(Dataset):
-    """``base`` (restricted to ``positions``) whose samples carry their position in their key.
-
-    Item i is ``base[positions[i]]`` with ``meta["key"] = f"{positions[i]}{TAG_SEP}{original key}"``
-    (the original key is ``meta["key"]`` or the uid, as the collator uses). Batches drop bad items,
-    so the tag is how rows of a batch are traced back to dataset positions.
-    """
-
-    def __init__(self, base: Dataset, positions: Sequence[int] | None = None) -> None:
-        self.base = base
-        self.positions = list(range(len(base))) if positions is None else [int(p) for p in positions]
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def __getitem__(self, i: int) -> Sample:
-        p = self.positions[i]
-        s = self.base[p]
-        return dataclasses.replace(s, meta={**s.meta, "key": f"{p}{TAG_SEP}{s.meta.get('key', s.uid)}"})
-
-
-def split_tags(keys: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-    """Tagged keys → (positions (n,) int64, original keys)."""
-    positions, originals = [], []
-    for k in keys:
-        pos, sep, original = k.partition(TAG_SEP)
-        if not sep:
-            raise ValueError(f"key {k!r} carries no position tag")
-        positions.append(int(pos))
-        originals.append(original)
-    return np.asarray(positions, dtype=np.int64), originals
 
 
 # ----------------------------------------------------------------------------- cached inputs
@@ -99,7 +64,7 @@ class ModalityInputs:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
-    def select(self, positions: Sequence[int]) -> "ModalityInputs":
+    def select(self, positions: Sequence[int] | np.ndarray) -> "ModalityInputs":
         """The rows of the given dataset positions, in that order (ValueError for an absent one)."""
         row_of = {int(p): r for r, p in enumerate(self.positions)}
         missing = [int(p) for p in positions if int(p) not in row_of]
@@ -134,7 +99,7 @@ def load_inputs(dataset: Dataset, spec: PreprocessSpec, tokenizer: TextTokenizer
         if modality == "text":
             attns.append(batch["text_attn"])
         labels.append(batch["label"][rows].numpy())
-        pos.append(split_tags([batch["keys"][int(r)] for r in rows])[0])
+        pos.append(batch["positions"][rows].numpy())
     if not xs:
         raise ValueError(f"no item of the dataset carries a usable {modality!r} input")
     return ModalityInputs(modality, torch.cat(xs), torch.cat(attns) if attns else None,
@@ -159,7 +124,7 @@ def pick_modality(model_modalities: Sequence[str], data_modalities: Sequence[str
 class TowerClassifier(nn.Module):
     """``head(model.forward_features(modality, x))``: (B, …) → logits (B, K)."""
 
-    def __init__(self, model: HybridModel, modality: str, n_classes: int) -> None:
+    def __init__(self, model: TowerModel, modality: str, n_classes: int) -> None:
         super().__init__()
         if modality not in model.modalities:
             raise ValueError(f"the model has no {modality!r} tower (it has {model.modalities})")
@@ -232,7 +197,7 @@ def _check_split(name: str, inputs: ModalityInputs, n_classes: int) -> None:
         raise ValueError(f"{name} labels must lie in [0, {n_classes}) (unlabelled items filtered out first)")
 
 
-def finetune_classifier(model: HybridModel, modality: str, train: ModalityInputs, val: ModalityInputs,
+def finetune_classifier(model: TowerModel, modality: str, train: ModalityInputs, val: ModalityInputs,
                         test: ModalityInputs, n_classes: int, cfg: FinetuneConfig | None = None,
                         seed: int = 0) -> dict:
     """Fine-tune a copy of ``model``'s ``modality`` tower + a linear head (module docstring).

@@ -16,7 +16,7 @@ from edge_runtime.schema import MODALITIES
 from hybridssl.evaluation.embed import Embeddings, embed_texts, extract_embeddings
 from hybridssl.evaluation.retrieval import bidirectional_retrieval
 from hybridssl.evaluation.zeroshot import class_embeddings, zero_shot_accuracy
-from hybridssl.models.hybrid import HybridModel
+from hybridssl.models.interface import TowerModel
 from hybridssl.tokenizer import TextTokenizer
 
 PROMPT_TEMPLATES = ("a {}", "a photo of a {}", "the sound of a {}", "{}")
@@ -42,12 +42,12 @@ def retrieval_report(emb: Embeddings, ks=(1, 5, 10)) -> dict[str, dict[str, floa
     return out
 
 
-def _prompt_accuracy(model: HybridModel, tokenizer: TextTokenizer, emb: Embeddings, prompts: dict[str, list[str]],
+def _prompt_accuracy(model: TowerModel, tokenizer: TextTokenizer, emb: Embeddings, prompts: dict[str, list[str]],
                      labels: np.ndarray) -> dict[str, dict[str, float]]:
     """Zero-shot accuracy per non-text modality: classes are the prompt groups (in order), ``labels``
     (n_items,) the class index of every item, −1 = unlabeled (left out)."""
     _, cls_emb = class_embeddings({c: embed_texts(model, tokenizer, p) for c, p in prompts.items()})
-    out = {}
+    out: dict[str, dict[str, float]] = {}
     for m in ("image", "audio"):
         if m not in emb.by_modality:
             continue
@@ -58,14 +58,14 @@ def _prompt_accuracy(model: HybridModel, tokenizer: TextTokenizer, emb: Embeddin
     return out
 
 
-def zero_shot_report(model: HybridModel, tokenizer: TextTokenizer | None, emb: Embeddings,
+def zero_shot_report(model: TowerModel, tokenizer: TextTokenizer | None, emb: Embeddings,
                      prompts: dict[str, list[str]] | None) -> dict[str, dict[str, float]]:
     if tokenizer is None or prompts is None or "text" not in model.modalities:
         return {}
     return _prompt_accuracy(model, tokenizer, emb, prompts, emb.labels)
 
 
-def attribute_zero_shot_report(model: HybridModel, tokenizer: TextTokenizer | None, emb: Embeddings,
+def attribute_zero_shot_report(model: TowerModel, tokenizer: TextTokenizer | None, emb: Embeddings,
                                dataset) -> dict[str, dict[str, dict[str, float]]]:
     """Zero-shot classification of every scene attribute (datasets that describe items by attributes,
     such as the built-in scenes): ``{attribute: {modality: metrics}}``. The labels come from each
@@ -83,7 +83,7 @@ def attribute_zero_shot_report(model: HybridModel, tokenizer: TextTokenizer | No
     return out
 
 
-def heldout_report(model: HybridModel, tokenizer: TextTokenizer | None, emb: Embeddings, dataset,
+def heldout_report(model: TowerModel, tokenizer: TextTokenizer | None, emb: Embeddings, dataset,
                    label_names: list[str] | None) -> dict[str, Any]:
     return {
         "retrieval": retrieval_report(emb),

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.schema import MODALITIES
+from hybridssl.data.tagged import PositionTagged
 from hybridssl.evaluation.embed import Embeddings, extract_embeddings
-from hybridssl.evaluation.finetune import FinetuneConfig, PositionTagged, finetune_classifier, load_inputs, split_tags
+from hybridssl.evaluation.finetune import FinetuneConfig, finetune_classifier, load_inputs
 from hybridssl.evaluation.knn import knn_classify
 from hybridssl.evaluation.labels import label_fraction_split, load_splits, save_splits
 from hybridssl.evaluation.probes import linear_probe, summarize
@@ -73,8 +74,7 @@ def split_name(fraction: float, seed: int) -> str:
 def extract_tagged(model, dataset, spec, tokenizer, num_workers: int = 0) -> tuple[Embeddings, np.ndarray]:
     """Embeddings of every item with their real keys, and each row's dataset position (n,)."""
     emb = extract_embeddings(model, PositionTagged(dataset), spec, tokenizer, num_workers=num_workers)
-    positions, keys = split_tags(emb.keys)
-    return replace(emb, keys=keys), positions
+    return emb, emb.positions
 
 
 PROBE_INPUTS = ("features", "embedding")

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -179,7 +180,7 @@ def _symmetric(
         positive_mask = positive_mask.to(a.device)
     ex_ab = _duplicates(positive_mask, offset, total)
     local_block = positive_mask is not None and positive_mask.shape[1] == bsz
-    ex_ba = _duplicates(positive_mask.T if local_block else positive_mask, offset, total)  # (B, M): symmetric
+    ex_ba = _duplicates(positive_mask.T if local_block and positive_mask is not None else positive_mask, offset, total)  # (B, M): symmetric
     loss_ab = _one_direction(a, b_all, targets, scale, queue_b, extra_ab, ex_ab, beta)
     loss_ba = _one_direction(b, a_all, targets, scale, queue_a, extra_ba, ex_ba, beta)
     return (loss_ab + loss_ba) / 2
@@ -287,13 +288,14 @@ class InfoNCELoss(nn.Module):
         rank, world = _world()
         if not self.gather_distributed or world == 1:
             return info_nce(a, b, scale, **kw, hard_negative_beta=self.beta)
-        args = [kw.get(k) for k in _KEYS]
-        scale = _validate(a, b, scale, *args)
+        args: list[Any] = [kw.get(k) for k in _KEYS]
+        qa, qb, eab, eba, pm = args
+        scale = _validate(a, b, scale, qa, qb, eab, eba, pm)
         a_all = _gather_with_grad(a, world)  # (W·B, D)
         b_all = _gather_with_grad(b, world)  # (W·B, D)
-        return _symmetric(a, b, a_all, b_all, rank * a.shape[0], scale, *args, self.beta)
+        return _symmetric(a, b, a_all, b_all, rank * a.shape[0], scale, qa, qb, eab, eba, pm, self.beta)
 
-    def _from_gathered(self, a: Tensor, b: Tensor, scale: Tensor, g: GatheredPair, args: list[Tensor | None]) -> Tensor:
+    def _from_gathered(self, a: Tensor, b: Tensor, scale: Tensor, g: GatheredPair, args: list[Any]) -> Tensor:
         """Mean loss of the B_r local anchors against the M gathered candidates (0 when B_r = 0)."""
         total = g.a_all.shape[0]
         if not 0 <= g.offset <= total - a.shape[0] or g.b_all.shape[0] != total:
@@ -301,5 +303,6 @@ class InfoNCELoss(nn.Module):
                              f"at offset {g.offset}")
         if a.shape[0] == 0:  # nothing to score here, but the gather's backward must still run on this rank
             return (g.a_all.sum() + g.b_all.sum()) * 0.0
-        scale = _validate(a, b, scale, *args, total=total)
-        return _symmetric(a, b, g.a_all, g.b_all, g.offset, scale, *args, self.beta)
+        qa, qb, eab, eba, pm = args
+        scale = _validate(a, b, scale, qa, qb, eab, eba, pm, total=total)
+        return _symmetric(a, b, g.a_all, g.b_all, g.offset, scale, qa, qb, eab, eba, pm, self.beta)

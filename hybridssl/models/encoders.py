@@ -23,6 +23,7 @@ Blocks are :class:`hybridssl.models.blocks.Block` (pre-norm, SDPA attention, tim
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -122,7 +123,7 @@ def conv_stem(in_chans: int, patch: int, width: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-STEMS = {"patch": linear_patch_stem, "conv": conv_stem, "cnn": cnn_stem}
+STEMS: dict[str, Callable[..., nn.Module]] = {"patch": linear_patch_stem, "conv": conv_stem, "cnn": cnn_stem}
 
 
 class TextStem(nn.Module):
@@ -146,9 +147,10 @@ class TextStem(nn.Module):
 class ModalityEncoder(nn.Module):
     """Stem + modality-specific blocks (the shared trunk, if any, follows in the hybrid model)."""
 
-    def __init__(self, stem: nn.Module, width: int, depth: int, heads: int, mlp_ratio: float, drop_path: float) -> None:
+    def __init__(self, stem: PatchStem | TextStem, width: int, depth: int, heads: int, mlp_ratio: float,
+                 drop_path: float) -> None:
         super().__init__()
-        self.stem = stem
+        self.stem: PatchStem | TextStem = stem
         self.blocks = make_blocks(width, depth, heads, mlp_ratio, drop_path)
 
     def forward(self, tokens: Tensor, attn_mask: Tensor | None = None) -> Tensor:

@@ -15,6 +15,7 @@ tokens after the final LayerNorm. Max pooling lets a small object dominate its e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +61,7 @@ class HybridModel(nn.Module):
             raise ValueError(f"a shared trunk needs every tower at width {cfg.width}; got {self.widths}")
         if any(cfg.shared_depth > t[1] for t in towers.values()):
             raise ValueError("shared_depth must not exceed any tower's depth")
-        stems: dict[str, nn.Module] = {}
+        stems: dict[str, PatchStem | TextStem] = {}
         if "image" in self.modalities:
             s = spec.image.size
             if cfg.image_stem not in STEMS:
@@ -70,7 +71,7 @@ class HybridModel(nn.Module):
         if cfg.pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {cfg.pool!r}")
         if "audio" in self.modalities:
-            stems["audio"] = PatchStem(1, (spec.audio.n_mels, spec.audio.num_frames), tuple(cfg.audio_patch),
+            stems["audio"] = PatchStem(1, (spec.audio.n_mels, spec.audio.num_frames), (cfg.audio_patch[0], cfg.audio_patch[1]),
                                        self.widths["audio"])
         if "text" in self.modalities:
             stems["text"] = TextStem(vocab_size, spec.text.max_length, self.widths["text"])
@@ -89,6 +90,7 @@ class HybridModel(nn.Module):
             for m in PATCH_MODALITIES:
                 if m in self.modalities:
                     stem = stems[m]
+                    assert isinstance(stem, PatchStem)
                     patch_dim = stem.in_chans * stem.patch[0] * stem.patch[1]
                     self.decoders[m] = MaskedPatchDecoder(
                         self.widths[m], cfg.decoder_width, cfg.decoder_depth, cfg.decoder_heads, stem.num_tokens,
@@ -104,7 +106,7 @@ class HybridModel(nn.Module):
         """Encode once. x: image (B,3,S,S) | audio (B,1,M,T) | text ids (B,L) with attention (B,L) bool."""
         if modality not in self.encoders:
             raise ValueError(f"this model has no {modality!r} encoder (it has {', '.join(self.modalities)})")
-        enc = self.encoders[modality]
+        enc = self.encoder(modality)
         masking = None
         attn_mask = None
         if modality == "text":
@@ -113,10 +115,11 @@ class HybridModel(nn.Module):
             attn_mask = attention[:, None, None, :]             # (B, 1, 1, L)
             tokens = enc.stem(x)                                # (B, L, W)
         elif mask_ratio > 0:
-            masking = random_masking(x.shape[0], enc.stem.num_tokens, mask_ratio, x.device, generator)
-            if enc.stem.overlapping:                            # convolutions would see the masked patches
-                x = enc.stem.mask_input(x, masking.mask)
-            tokens = gather_tokens(enc.stem(x), masking.ids_keep)  # (B, K, W)
+            stem = self.patch_stem(modality)
+            masking = random_masking(x.shape[0], stem.num_tokens, mask_ratio, x.device, generator)
+            if stem.overlapping:                                # convolutions would see the masked patches
+                x = stem.mask_input(x, masking.mask)
+            tokens = gather_tokens(stem(x), masking.ids_keep)   # (B, K, W)
         else:
             tokens = enc.stem(x)                                # (B, N, W)
         tokens = enc(tokens, attn_mask)
@@ -171,11 +174,30 @@ class HybridModel(nn.Module):
         return params
 
     # ------------------------------------------------------------------ helpers
+    def encoder(self, modality: str) -> ModalityEncoder:
+        return cast(ModalityEncoder, self.encoders[modality])
+
+    def patch_stem(self, modality: str) -> PatchStem:
+        """The patch stem of the image or audio tower."""
+        stem = self.encoder(modality).stem
+        if not isinstance(stem, PatchStem):
+            raise ValueError(f"the {modality} tower has no patch stem")
+        return stem
+
+    def text_stem(self) -> TextStem:
+        stem = self.encoder("text").stem
+        assert isinstance(stem, TextStem)
+        return stem
+
+    def decoder(self, modality: str) -> MaskedPatchDecoder:
+        """The patch decoder (MAE / VAE) of the image or audio tower."""
+        return cast(MaskedPatchDecoder, self.decoders[modality])
+
     def patch_target(self, modality: str, x: Tensor) -> Tensor:
         """The reconstruction target: the (cropped) input cut into patches, (B, N, C·ph·pw)."""
         from hybridssl.losses.mae import patchify
 
-        stem = self.encoders[modality].stem
+        stem = self.patch_stem(modality)
         return patchify(stem.crop(x), stem.patch)
 
     def shared_parameters(self) -> list[nn.Parameter]:
@@ -185,7 +207,7 @@ class HybridModel(nn.Module):
             return list(self.trunk[-1].parameters())
         params: list[nn.Parameter] = []
         for m in self.modalities:
-            blocks = self.encoders[m].blocks
+            blocks = self.encoder(m).blocks
             params += list((blocks[-1] if len(blocks) else self.norms[m]).parameters())
         return params
 

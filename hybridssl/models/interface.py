@@ -11,7 +11,8 @@ student alike.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterator
+from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
@@ -19,6 +20,14 @@ from torch import Tensor, nn
 @runtime_checkable
 class TowerModel(Protocol):
     modalities: tuple[str, ...]
+    training: bool
+
+    # the nn.Module side every tower model also has
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+
+    def eval(self) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
 
     def forward_features(self, modality: str, x: Tensor, attention: Tensor | None = None) -> Tensor: ...
 

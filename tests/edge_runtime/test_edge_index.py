@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.index import EmbeddingIndex, index_files, scan_media
-from edge_runtime.model import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+from edge_runtime.items import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 from edge_runtime.validate import InputError
 
 
@@ -23,7 +23,7 @@ def _random_index(n=50, d=8, seed=0):
 def test_search_matches_brute_force_cosine():
     idx, x = _random_index()
     q = np.random.default_rng(1).standard_normal((3, 8)).astype(np.float32)
-    hits = idx.search(q, k=5)
+    hits = idx.search_batch(q, k=5)
     for qi, row in zip(q, hits):
         cos = [(float(qi @ xi / np.linalg.norm(qi) / np.linalg.norm(xi)), f"id{i}") for i, xi in enumerate(x)]
         ref = sorted(cos, key=lambda t: -t[0])[:5]
@@ -85,7 +85,7 @@ def test_save_load_round_trip_without_pickle(tmp_path):
     np.testing.assert_array_equal(back.embeddings, idx.embeddings)
     assert back.metadata("id3") == {"i": 3}
     q = x[:2]
-    assert [[h.id for h in r] for r in back.search(q, 3)] == [[h.id for h in r] for r in idx.search(q, 3)]
+    assert [[h.id for h in r] for r in back.search_batch(q, 3)] == [[h.id for h in r] for r in idx.search_batch(q, 3)]
     # saving again replaces the gallery atomically; no temporary folders are left behind
     back.remove("id0")
     back.save(path)

@@ -233,7 +233,8 @@ def test_fuzz_run(edge_model, modality, feed):
 def test_fuzz_index(ids, emb, meta, query, k):
     idx = EmbeddingIndex(4)
     idx.add(["seed"], np.ones(4, np.float32))
-    for call in (lambda: idx.add(ids, emb, meta), lambda: idx.search(query, k), lambda: idx.remove(ids)):
+    for call in (lambda: idx.add(ids, emb, meta), lambda: idx.search(query, k), lambda: idx.search_batch(query, k),
+                 lambda: idx.remove(ids)):
         try:
             call()
         except ALLOWED:

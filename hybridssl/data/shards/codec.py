@@ -34,7 +34,8 @@ def _audio(wave: np.ndarray, rate: int, audio_format: str) -> tuple[str, bytes]:
 
 def _npz(features: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in features.items()})
+    arrays: dict[str, Any] = {k: np.asarray(v) for k, v in features.items()}
+    np.savez(buf, **arrays)
     return buf.getvalue()
 
 
@@ -88,5 +89,5 @@ def _decode_media(uid: str, head: dict[str, Any], members: dict[str, bytes]) -> 
             features = {k: z[k] for k in z.files}
     caption = members["txt"].decode("utf-8") if "txt" in members else None
     label = head.get("label")
-    return Sample(uid=uid, image=image, caption=caption, audio=audio, sample_rate=int(rate) if audio is not None else None,
+    return Sample(uid=uid, image=image, caption=caption, audio=audio, sample_rate=int(rate) if audio is not None and rate is not None else None,
                   features=features, label=None if label is None else int(label), meta=dict(head.get("meta") or {}))

@@ -105,7 +105,8 @@ def iter_tar(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Stream the complete samples of a tar in order: (key, {ext: bytes}), each closed by its json
     member; members left without their json (a cut tar) are dropped. A read error propagates."""
     with tarfile.open(path, "r|") as tar:
-        key, members = None, {}
+        key: str | None = None
+        members: dict[str, bytes] = {}
         for info in tar:
             if not info.isfile():
                 continue

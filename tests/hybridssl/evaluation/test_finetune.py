@@ -7,16 +7,15 @@ import torch
 
 from hybridssl.config import load_config
 from hybridssl.data.synthetic import SyntheticScenes
+from hybridssl.data.tagged import PositionTagged
 from hybridssl.evaluation.finetune import (
     FinetuneConfig,
     ModalityInputs,
-    PositionTagged,
     TowerClassifier,
     finetune_classifier,
     load_inputs,
     pick_modality,
     shuffled_batches,
-    split_tags,
 )
 from hybridssl.runs import build_model, load_run
 
@@ -40,17 +39,18 @@ def colour_inputs(run):
     return load_inputs(ds, run.spec, run.tokenizer, "image")
 
 
-def test_position_tags_round_trip():
+def test_position_tagged_samples_carry_their_position():
+    from hybridssl.data.batching import Collator
+    from hybridssl.preprocessing import ImageSpec, PreprocessSpec
+
     ds = SyntheticScenes(size=6, split="test", image_size=16, missing_audio=1.0)
     tagged = PositionTagged(ds, [4, 1])
     assert len(tagged) == 2
-    keys = [tagged[i].meta["key"] for i in range(2)]
-    pos, original = split_tags(keys)
-    assert pos.tolist() == [4, 1]
-    assert original == [ds.scene_key(4), ds.scene_key(1)]
-    assert ds[4].meta["key"] == ds.scene_key(4)  # the base dataset is untouched
-    with pytest.raises(ValueError, match="no position tag"):
-        split_tags(["plain-key"])
+    assert [tagged[i].position for i in range(2)] == [4, 1]
+    assert [tagged[i].meta["key"] for i in range(2)] == [ds.scene_key(4), ds.scene_key(1)]  # keys untouched
+    assert ds[4].position is None                                                            # the base too
+    batch = Collator(PreprocessSpec(image=ImageSpec(size=16, resize=16)), None, ("image",))([tagged[0], ds[2], tagged[1]])
+    assert batch["positions"].tolist() == [4, -1, 1]
 
 
 def test_load_inputs_keeps_positions_and_labels(run):
