@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from cli.console import PhaseProgress, TrainProgress, console, print_heldout, skip_table
+from cli.options import parse_list
 from hybridssl.data.specs import forms_help
 
 
@@ -97,7 +98,7 @@ def distill(
     overrides = list(set_ or [])
     if rebuild_cache:
         overrides.append("distill.rebuild_cache=true")
-    mods = tuple(m.strip() for m in modalities.split(",") if m.strip()) if modalities is not None else None
+    mods = parse_list(modalities, "--modalities") if modalities is not None else None
     run_dir = out or Path("runs") / f"{teacher.name}-{student.replace(',', '+')}-{time.strftime('%Y%m%d-%H%M%S')}"
     console.print(f"[bold]hssl distill[/] teacher [cyan]{teacher}[/] student [cyan]{student}[/] → {run_dir}")
     bars = Bars(enabled=not no_progress)

@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from cli.console import console, kv_table, progress_bar, warn
+from cli.options import parse_list, parse_positive_ints
 from edge_runtime.schema import MODALITIES
 
 BundleArg = Annotated[Path, typer.Argument(help="a bundle folder written by hssl export")]
@@ -28,23 +29,6 @@ def _load(bundle: Path, backend: str, threads: int | None, precision: str | None
     from edge_runtime.model import EdgeModel
 
     return EdgeModel.load(bundle, backend=backend, threads=threads, precision=precision)
-
-
-def _csv(text: str, what: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise ValueError(f"{what}: expected a comma-separated list, got {text!r}")
-    return items
-
-
-def _ints(text: str, what: str) -> list[int]:
-    try:
-        values = [int(t) for t in _csv(text, what)]
-    except ValueError:
-        raise ValueError(f"{what}: expected comma-separated positive integers, got {text!r}") from None
-    if any(v < 1 for v in values):
-        raise ValueError(f"{what}: expected positive integers, got {text!r}")
-    return values
 
 
 def embed(bundle: BundleArg,
@@ -87,7 +71,7 @@ def classify(bundle: BundleArg,
              json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the scores as JSON")] = None) -> None:
     """Zero-shot (or trained-head) classification of one file."""
     model = _load(bundle, backend, threads, precision)
-    ranked = model.classify(file, labels=_csv(labels, "--labels") if labels else None, top_k=top_k)
+    ranked = model.classify(file, labels=list(parse_list(labels, "--labels", required=True)) if labels else None, top_k=top_k)
     t = Table(title=f"{file.name}: top {len(ranked)}")
     t.add_column("label")
     t.add_column("score", justify="right")
@@ -178,10 +162,10 @@ def bench(bundle: BundleArg,
     """Latency p50/p95/p99, throughput and memory per back end, precision, modality and batch."""
     from edge_runtime.bench import bench_bundle
 
-    backends = None if backend == "all" else _csv(backend, "--backend")
+    backends = None if backend == "all" else list(parse_list(backend, "--backend", required=True))
     with console.status("benchmarking…"):
-        result = bench_bundle(bundle, backends, _csv(precision, "--precision") if precision else None,
-                              _ints(batch, "--batch"), threads, rounds)
+        result = bench_bundle(bundle, backends, list(parse_list(precision, "--precision", required=True)) if precision else None,
+                              list(parse_positive_ints(batch, "--batch")), threads, rounds)
     console.print(bench_table(result))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

@@ -13,19 +13,14 @@ import typer
 from rich.table import Table
 
 from cli.console import PhaseProgress, console, retrieval_table, skip_table, zero_shot_table
+from cli.options import parse_floats, parse_list
 
 
 def parse_fractions(text: str) -> tuple[float, ...]:
     """``"0.01,0.05,1"`` → (0.01, 0.05, 1.0); every value must lie in (0, 1]."""
     from hybridssl.evaluation.lowlabel import check_fractions
 
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    values = []
-    for t in items:
-        try:
-            values.append(float(t))
-        except ValueError:
-            raise ValueError(f"--fractions: {t!r} is not a number (expected e.g. 0.01,0.05,0.1,1.0)") from None
+    values = parse_floats(text, "--fractions")
     try:
         return check_fractions(values)
     except ValueError as e:
@@ -106,7 +101,7 @@ def evaluate(
     fracs = parse_fractions(fractions)
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
-    templates = prompts.split(",") if prompts is not None else None
+    templates = list(parse_list(prompts, "--prompts", required=True)) if prompts is not None else None
     ft_cfg = FinetuneConfig(steps=finetune_steps, lr_encoder=encoder_lr, lr_head=head_lr)
     console.print(f"[bold]hssl eval[/] {run_dir}: fractions {', '.join(f'{f:g}' for f in fracs)}, {seeds} seed(s), "
                   f"fine-tuning {'on' if finetune else 'off'}")

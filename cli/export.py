@@ -15,24 +15,7 @@ import typer
 from rich.table import Table
 
 from cli.console import PhaseProgress, console, error, warn
-
-
-def parse_list(text: str | None, option: str) -> tuple[str, ...]:
-    """``"image,text"`` → ("image", "text"); empty → ()."""
-    if text is None:
-        return ()
-    items = tuple(t.strip() for t in text.split(",") if t.strip())
-    if len(set(items)) != len(items):
-        raise ValueError(f"{option}: {text!r} repeats an item")
-    return items
-
-
-def parse_batches(text: str | None) -> tuple[int, ...]:
-    """``"1,8"`` → ``(1, 8)`` for ``--static-shapes``."""
-    items = parse_list(text, "--static-shapes")
-    if not all(i.isdigit() for i in items):
-        raise typer.BadParameter(f"--static-shapes takes batch sizes such as 1 or 1,8; got {text!r}")
-    return tuple(int(i) for i in items)
+from cli.options import parse_list, parse_positive_ints
 
 
 def _worst(delta: dict[str, float], prefix: str) -> float | None:
@@ -105,7 +88,7 @@ def export(
                                 eval_size=eval_size, modalities=parse_list(modalities, "--modalities") or None,
                                 accuracy_control=accuracy_control, exporter=exporter, threads=threads,
                                 checkpoint=checkpoint, overwrite=overwrite,
-                                static_batches=parse_batches(static_shapes))
+                                static_batches=parse_positive_ints(static_shapes, "--static-shapes"))
     except (TensorRTUnavailable, ModuleNotFoundError) as e:
         error(e)
         raise typer.Exit(2) from None
