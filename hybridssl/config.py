@@ -97,6 +97,7 @@ class LossConfig:
     queue_size: int = 0               # > 0 enables a MoCo momentum queue of negatives
     momentum: float = 0.995           # momentum encoder for the queued keys
     hard_negative_beta: float = 0.0   # > 0: negatives re-weighted by exp(β·logit) (Robinson et al. 2021)
+    caption_negatives: int = 0        # > 0: word-replaced negatives of every caption (hybridssl.data.caption_negatives)
     hard_negatives: int = 0           # > 0 enables MoCHi mixing: number of hard negatives considered
     mixed_negatives: int = 16
     query_mixed_negatives: int = 8
@@ -116,6 +117,9 @@ class LossConfig:
                 raise ValueError(f"loss.{key} must be a finite number >= 0, got {v}")
         if not 0.0 <= float(self.text_ntxent_mask_ratio) < 1.0:
             raise ValueError(f"loss.text_ntxent_mask_ratio must lie in [0, 1), got {self.text_ntxent_mask_ratio}")
+        if isinstance(self.caption_negatives, bool) or not isinstance(self.caption_negatives, int) \
+                or not 0 <= self.caption_negatives <= 16:
+            raise ValueError(f"loss.caption_negatives must be an integer in [0, 16], got {self.caption_negatives!r}")
         if self.ntxent_view not in ("mask", "colour"):
             raise ValueError(f"loss.ntxent_view must be 'mask' or 'colour', got {self.ntxent_view!r}")
 

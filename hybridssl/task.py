@@ -263,6 +263,7 @@ class HybridTask(nn.Module):
         redundancy: list[float] = []
         scale = self.temperature()
         keys = self._momentum_keys(batch) if self.momentum_model is not None else {}
+        caption_neg = self._caption_negatives(batch, generator) if "text_neg_ids" in batch else None
         for a, b in self.pairs:
             rows = self._pair_rows(a, b, emb, idx, plan)
             if rows is None:
@@ -277,6 +278,8 @@ class HybridTask(nn.Module):
             if n_cand < 2 or (g is None and ea.shape[0] < 2):
                 continue
             kw = self._negatives(a, b, ea, eb, g, generator)
+            if caption_neg is not None and "text" in (a, b) and ea.shape[0]:
+                self._add_caption_negatives(kw, a, b, items, idx["text"], caption_neg)
             if "text" in (a, b):
                 kw["positive_mask"] = self._positive_mask([batch["captions"][i] for i in items.tolist()], g, ea.device)
             losses[name] = self.infonce(ea, eb, scale, gathered=g, **kw)
@@ -322,6 +325,28 @@ class HybridTask(nn.Module):
             kw["extra_negatives_ab"] = mix_hard_negatives(qry_a, qb, **mix)[rows]
             kw["extra_negatives_ba"] = mix_hard_negatives(qry_b, qa, **mix)[rows]
         return kw
+
+    def _caption_negatives(self, batch: dict, generator) -> Tensor:
+        """(Bt, S, E) embeddings of the word-replaced negatives of each caption
+        (:mod:`hybridssl.data.caption_negatives`). With MLM the positives are the corrupted captions,
+        so the negatives get the same corruption (independently drawn): "has [MASK]" must not tell a
+        positive from a negative."""
+        ids, attn = batch["text_neg_ids"], batch["text_neg_attn"]
+        if self.cfg.model.text_generative == "mlm" and self.text is not None:
+            ids, _ = self._mask_tokens(ids, attn, generator)
+        e = self.model.embed("text", ids, attn)                                  # (Bt·S, E)
+        return e.view(batch["text_ids"].shape[0], -1, e.shape[-1])
+
+    @staticmethod
+    def _add_caption_negatives(kw: dict[str, Tensor], a: str, b: str, items: Tensor, text_items: Tensor,
+                               negatives: Tensor) -> None:
+        """Append each pair row's caption negatives to the denominators of the direction that scores
+        captions (image→text is a→b for the pair (image, text); audio→text is b→a for (text, audio))."""
+        row_of = {int(v): r for r, v in enumerate(text_items.tolist())}
+        rows = torch.tensor([row_of[int(v)] for v in items.tolist()], dtype=torch.long, device=negatives.device)
+        extra = negatives[rows]                                                  # (B, S, E)
+        key = "extra_negatives_ab" if b == "text" else "extra_negatives_ba"
+        kw[key] = torch.cat([kw[key], extra], dim=1) if key in kw else extra
 
     def _positive_mask(self, captions: list[str | None], g, device: torch.device) -> Tensor:
         """Duplicate-caption mask: (B, B) locally, or this rank's (B, M) rows of the global mask."""

@@ -162,7 +162,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(param_groups(self.task, tc.weight_decay), lr=tc.lr, betas=(tc.betas[0], tc.betas[1]))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.state = TrainState()
-        self.collator = collator or Collator(cfg.preprocess, tokenizer, model.modalities)
+        self.collator = collator or Collator(cfg.preprocess, tokenizer, model.modalities, cfg.loss.caption_negatives)
 
     # ------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ Batch layout (only present modalities are stored; ``*_idx`` map rows back to bat
     label        (n,) long, −1 = unlabeled
     captions     list[str | None] (n)         uids list[str] (n)    keys list[str] (n)
     positions    (n,) long: each item's Sample.position (−1 when not read through PositionTagged)
+    text_neg_ids / text_neg_attn (Bt·S, L): with ``caption_negatives`` = S, S word-replaced negatives of each caption
     skipped      list[(uid, reason, detail)]  repairs list[str]
 """
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from hybridssl.data.caption_negatives import caption_negatives
 from hybridssl.data.sample import BadItem, Sample, SkipReport
 from hybridssl.preprocessing import PreprocessSpec, preprocess_audio, preprocess_image
 from hybridssl.tokenizer import TextTokenizer
@@ -56,10 +58,12 @@ class SafeDataset(Dataset):
 class Collator:
     """Preprocesses a list of samples into a batch (runs inside DataLoader workers)."""
 
-    def __init__(self, spec: PreprocessSpec, tokenizer: TextTokenizer | None, modalities: Sequence[str]) -> None:
+    def __init__(self, spec: PreprocessSpec, tokenizer: TextTokenizer | None, modalities: Sequence[str],
+                 caption_negatives: int = 0) -> None:
         self.spec = spec
         self.tokenizer = tokenizer
         self.modalities = tuple(modalities)
+        self.caption_negatives = caption_negatives  # S word-replaced negatives per caption
 
     def __call__(self, items: list[Sample | Skipped]) -> dict[str, Any]:
         skipped: list[tuple[str, str, str]] = []
@@ -116,10 +120,16 @@ class Collator:
         if self.tokenizer is not None and "text" in self.modalities:
             idx = [i for i, s in enumerate(kept) if s.caption]
             if idx:
-                ids, attn = self.tokenizer.encode([kept[i].caption or "" for i in idx])
+                captions = [kept[i].caption or "" for i in idx]
+                ids, attn = self.tokenizer.encode(captions)
                 batch["text_ids"] = torch.from_numpy(ids)
                 batch["text_attn"] = torch.from_numpy(attn)
                 batch["text_idx"] = torch.tensor(idx, dtype=torch.long)
+                if self.caption_negatives:
+                    negatives = caption_negatives(captions, self.caption_negatives)
+                    n_ids, n_attn = self.tokenizer.encode([c for per in negatives for c in per])
+                    batch["text_neg_ids"] = torch.from_numpy(n_ids)      # (Bt·S, L), caption-major
+                    batch["text_neg_attn"] = torch.from_numpy(n_attn)
         return batch
 
 

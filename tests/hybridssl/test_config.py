@@ -83,6 +83,7 @@ def test_an_oversized_config_file_is_refused(tmp_path):
     ("train.lr=inf", "train.lr"), ("train.lr=.nan", "train.lr"), ("train.lr=0", "train.lr"),
     ("train.steps=0", "train.steps"), ("train.accum_steps=0", "train.accum_steps"),
     ("loss.temperature=0", "loss.temperature"), ("train.betas=[0.9,1.5]", "train.betas"),
+    ("loss.caption_negatives=-1", "loss.caption_negatives"), ("loss.caption_negatives=99", "loss.caption_negatives"),
 ])
 def test_values_no_run_can_train_with_are_refused(override, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
