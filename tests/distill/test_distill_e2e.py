@@ -26,7 +26,7 @@ def test_student_run_has_the_teacher_run_layout(student_dir, teacher_dir):
     assert "image->text" in metrics["heldout"]["retrieval"] and "image" in metrics["heldout"]["zero_shot"]
 
 
-def test_load_any_run_rebuilds_the_student(student_dir, teacher_dir):
+def test_load_run_rebuilds_the_student(student_dir, teacher_dir):
     s, t = load_run(student_dir), load_run(teacher_dir)
     assert isinstance(s.model, StudentModel) and not s.model.training
     assert s.model.modalities == ("image", "text", "audio")
