@@ -49,13 +49,13 @@ from hybridssl import dist
 from hybridssl.augment import permute_colours
 from hybridssl.config import RunConfig
 from hybridssl.dist import RankPlan
-from hybridssl.losses.hard_negatives import mix_hard_negatives
+from hybridssl.losses.hard_negatives import add_caption_negatives, mix_hard_negatives
 from hybridssl.losses.infonce import InfoNCELoss
 from hybridssl.losses.mae import mae_loss, normalize_patches
 from hybridssl.losses.mlm import mask_tokens, masked_token_loss
 from hybridssl.losses.ntxent import nt_xent
 from hybridssl.losses.plan import loss_names, resolve_pairs
-from hybridssl.losses.positives import caption_codes, common_rows, duplicate_captions
+from hybridssl.losses.positives import caption_positive_mask, common_rows
 from hybridssl.losses.queue import MomentumQueue, momentum_update
 from hybridssl.losses.temperature import LearnableTemperature
 from hybridssl.losses.vae import kl_weight, vae_loss
@@ -279,9 +279,9 @@ class HybridTask(nn.Module):
                 continue
             kw = self._negatives(a, b, ea, eb, g, generator)
             if caption_neg is not None and "text" in (a, b) and ea.shape[0]:
-                self._add_caption_negatives(kw, a, b, items, idx["text"], caption_neg)
+                add_caption_negatives(kw, a, b, items, idx["text"], caption_neg)
             if "text" in (a, b):
-                kw["positive_mask"] = self._positive_mask([batch["captions"][i] for i in items.tolist()], g, ea.device)
+                kw["positive_mask"] = caption_positive_mask([batch["captions"][i] for i in items.tolist()], g, ea.device)
             losses[name] = self.infonce(ea, eb, scale, gathered=g, **kw)
             counts[name] = ea.shape[0]
             sizes[name] = (n_cand, queue_len)
@@ -336,25 +336,6 @@ class HybridTask(nn.Module):
             ids, _ = self._mask_tokens(ids, attn, generator)
         e = self.model.embed("text", ids, attn)                                  # (Bt·S, E)
         return e.view(batch["text_ids"].shape[0], -1, e.shape[-1])
-
-    @staticmethod
-    def _add_caption_negatives(kw: dict[str, Tensor], a: str, b: str, items: Tensor, text_items: Tensor,
-                               negatives: Tensor) -> None:
-        """Append each pair row's caption negatives to the denominators of the direction that scores
-        captions (image→text is a→b for the pair (image, text); audio→text is b→a for (text, audio))."""
-        row_of = {int(v): r for r, v in enumerate(text_items.tolist())}
-        rows = torch.tensor([row_of[int(v)] for v in items.tolist()], dtype=torch.long, device=negatives.device)
-        extra = negatives[rows]                                                  # (B, S, E)
-        key = "extra_negatives_ab" if b == "text" else "extra_negatives_ba"
-        kw[key] = torch.cat([kw[key], extra], dim=1) if key in kw else extra
-
-    def _positive_mask(self, captions: list[str | None], g, device: torch.device) -> Tensor:
-        """Duplicate-caption mask: (B, B) locally, or this rank's (B, M) rows of the global mask."""
-        if g is None:
-            return duplicate_captions(captions)
-        code = caption_codes(captions).to(device)                     # (B,)
-        everyone = dist.gather_rows(code)                              # (M,)
-        return (code[:, None] == everyone[None, :]) & (code >= 0)[:, None] & (everyone >= 0)[None, :]
 
     def _enqueue(self, keys: dict[str, Tensor], plan: RankPlan | None) -> None:
         if plan is None:

@@ -81,3 +81,14 @@ def mix_hard_negatives(
     mixes = alpha * _pick(hard, i) + (1 - alpha) * _pick(hard, j)  # (B, n_mix, D)
     query_mixes = beta * q.unsqueeze(1) + (1 - beta) * _pick(hard, jq)  # (B, n_query_mix, D)
     return F.normalize(torch.cat([mixes, query_mixes], dim=1), dim=-1)  # (B, n_mix + n_query_mix, D)
+
+
+def add_caption_negatives(kw: dict[str, Tensor], a: str, b: str, items: Tensor, text_items: Tensor,
+                           negatives: Tensor) -> None:
+    """Append each pair row's caption negatives to the denominators of the direction that scores
+    captions (image→text is a→b for the pair (image, text); audio→text is b→a for (text, audio))."""
+    row_of = {int(v): r for r, v in enumerate(text_items.tolist())}
+    rows = torch.tensor([row_of[int(v)] for v in items.tolist()], dtype=torch.long, device=negatives.device)
+    extra = negatives[rows]                                                  # (B, S, E)
+    key = "extra_negatives_ab" if b == "text" else "extra_negatives_ba"
+    kw[key] = torch.cat([kw[key], extra], dim=1) if key in kw else extra

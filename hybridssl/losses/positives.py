@@ -5,9 +5,12 @@ rather than negatives (:func:`duplicate_captions` within a batch, :func:`caption
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from hybridssl import dist
 
 
 def common_rows(ia: Tensor, ib: Tensor) -> tuple[Tensor, Tensor]:
@@ -37,3 +40,12 @@ def caption_codes(captions: list[str | None]) -> Tensor:
     codes = [int.from_bytes(hashlib.blake2b(c.encode(), digest_size=8).digest(), "little") >> 2 if c else -1
              for c in norm]
     return torch.tensor(codes, dtype=torch.long)
+
+
+def caption_positive_mask(captions: list[str | None], g: Any, device: torch.device) -> Tensor:
+    """Duplicate-caption mask: (B, B) locally, or this rank's (B, M) rows of the global mask."""
+    if g is None:
+        return duplicate_captions(captions)
+    code = caption_codes(captions).to(device)                     # (B,)
+    everyone = dist.gather_rows(code)                              # (M,)
+    return (code[:, None] == everyone[None, :]) & (code >= 0)[:, None] & (everyone >= 0)[None, :]

@@ -4,7 +4,7 @@ deterministic per batch, and wired into the InfoNCE denominators of the directio
 import torch
 
 from hybridssl.data.caption_negatives import caption_negatives, replace_one_word
-from hybridssl.task import HybridTask
+from hybridssl.losses.hard_negatives import add_caption_negatives
 
 
 def test_one_word_replaced_by_a_word_the_caption_lacks():
@@ -33,10 +33,10 @@ def test_negatives_join_the_directions_that_score_captions():
     neg = torch.arange(3 * 2 * 4, dtype=torch.float32).view(3, 2, 4)       # 3 text rows, S = 2, E = 4
     text_items = torch.tensor([0, 2, 5])                                   # batch items carrying text
     kw = {}
-    HybridTask._add_caption_negatives(kw, "image", "text", torch.tensor([5, 0]), text_items, neg)
+    add_caption_negatives(kw, "image", "text", torch.tensor([5, 0]), text_items, neg)
     assert list(kw) == ["extra_negatives_ab"] and torch.equal(kw["extra_negatives_ab"], neg[[2, 0]])
     kw = {"extra_negatives_ba": torch.zeros(1, 1, 4)}
-    HybridTask._add_caption_negatives(kw, "text", "audio", torch.tensor([2]), text_items, neg)
+    add_caption_negatives(kw, "text", "audio", torch.tensor([2]), text_items, neg)
     assert kw["extra_negatives_ba"].shape == (1, 3, 4)                     # appended to MoCHi's mixes
     assert torch.equal(kw["extra_negatives_ba"][0, 1:], neg[1])
 
