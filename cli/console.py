@@ -29,12 +29,13 @@ def short(name: str) -> str:
     return f"{'c' if group == 'contrastive' else group}:{what}"
 
 
-def progress_bar(label: str, *, enabled: bool = True, eta: bool = False, described: bool = True) -> Progress:
-    """The one bar style of every hssl command: ``label``, bar, done/total, the current phase, elapsed
-    time (and ETA when the total is known up front)."""
+def progress_bar(label: str, *, enabled: bool = True, eta: bool = False,
+                 text: str | None = "{task.description}") -> Progress:
+    """The one bar style of every hssl command: ``label``, bar, done/total, a ``text`` column (the
+    current phase by default; None for none), elapsed time (and ETA when the total is known up front)."""
     columns: list[Any] = [TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn()]
-    if described:
-        columns.append(TextColumn("{task.description}"))
+    if text is not None:
+        columns.append(TextColumn(text))
     columns.append(TimeElapsedColumn())
     if eta:
         columns += [TextColumn("ETA"), TimeRemainingColumn()]
@@ -68,8 +69,7 @@ class TrainProgress:
     """A progress bar showing loss terms, weights, samples/s and ETA; use as a context manager."""
 
     def __init__(self, total: int, start: int = 0, enabled: bool = True) -> None:
-        self.progress = progress_bar("train", enabled=enabled, eta=True, described=False)
-        self.progress.columns = (*self.progress.columns[:3], TextColumn("{task.fields[info]}"), *self.progress.columns[3:])
+        self.progress = progress_bar("train", enabled=enabled, eta=True, text="{task.fields[info]}")
         self.task = self.progress.add_task("train", total=total, completed=start, info="")
 
     def __enter__(self) -> "TrainProgress":

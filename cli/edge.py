@@ -96,7 +96,7 @@ def index(bundle: BundleArg,
     if not paths:
         raise ValueError(f"{folder} holds no image or audio files")
     model = _load(bundle, backend, threads, precision)
-    bar = progress_bar("index", enabled=progress, described=False)
+    bar = progress_bar("index", enabled=progress, text=None)
     with bar:
         task = bar.add_task("index", total=len(paths))
         gallery, skipped = index_files(model, paths, folder, batch, lambda n: bar.update(task, completed=n))

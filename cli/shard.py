@@ -23,7 +23,7 @@ def shard(
     from hybridssl.data.shards import write_shards
 
     dataset = open_dataset(data_spec)
-    bar = progress_bar("shard", enabled=not no_progress, eta=True, described=False)
+    bar = progress_bar("shard", enabled=not no_progress, eta=True, text=None)
     with bar:
         task = bar.add_task("shard", total=len(dataset))
         index = write_shards(dataset, out_dir, shard_size, audio_format, progress=lambda i: bar.update(task, completed=i))

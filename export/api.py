@@ -163,7 +163,7 @@ def _report(ex: ExportSession, loaded, run_dir: Path, target: str, default: str,
         "versions": _versions(),
     }
     if target == "tensorrt":
-        report["tensorrt_check"] = getattr(ex, "trt_checks", {})
+        report["tensorrt_check"] = ex.trt_checks
     return report
 
 

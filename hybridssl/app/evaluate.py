@@ -165,8 +165,6 @@ class EvalOptions:
             raise ValueError(f"finetune_steps must be >= 1, got {self.finetune_steps}")
         if self.prompts is not None:
             prompt_dict(self.prompts, ["x"])                               # fail fast on a bad template
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
-            raise ValueError(f"threads must be an integer >= 0, got {self.threads!r}")
 
 
 def evaluate_run(run_dir: str | Path, data: DataArg = None, out_dir: str | Path | None = None,

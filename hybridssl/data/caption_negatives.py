@@ -48,6 +48,6 @@ def caption_negatives(captions: Sequence[str], n: int) -> list[list[str]]:
     words = [c.split() for c in captions]
     out = []
     for i, c in enumerate(captions):
-        pool = [w for j, ws in enumerate(words) if j != i for w in ws]
-        out.append([replace_one_word(c, pool, rng) for _ in range(n)])
+        candidates = sorted({w for j, ws in enumerate(words) if j != i for w in ws} - set(words[i]))  # once per caption
+        out.append([replace_one_word(c, candidates, rng) for _ in range(n)])
     return out
