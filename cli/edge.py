@@ -84,27 +84,36 @@ def classify(bundle: BundleArg,
 
 def index(bundle: BundleArg,
           folder: Annotated[Path, typer.Argument(help="a folder of images and/or audio files (searched recursively)")],
-          out: Annotated[Path, typer.Option("--out", help="the gallery folder to write")] = Path("gallery"),
+          out: Annotated[Path, typer.Option("--out", help="the gallery folder (updated in place if it exists)")] = Path("gallery"),
+          rebuild: Annotated[bool, typer.Option("--rebuild", help="start the gallery afresh instead of updating it")] = False,
+          kind: Annotated[str, typer.Option("--kind", help="auto (exact, then HNSW from 20k items) | exact | hnsw")] = "auto",
+          dtype: Annotated[str, typer.Option("--dtype", help="HNSW vector storage: f32 | f16 | i8")] = "f16",
           batch: Annotated[int, typer.Option("--batch", min=1)] = 16,
           backend: BackendOpt = "auto", threads: ThreadsOpt = None, precision: PrecisionOpt = None,
           progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True) -> None:
-    """Embed every image/audio file of a folder into a searchable gallery."""
-    from edge_runtime.index import index_files, scan_media
+    """Embed a folder's image/audio files into a searchable gallery; run again to pick up what changed
+    (new files added, deleted ones removed, modified ones re-embedded)."""
+    from edge_runtime.index import EmbeddingIndex, scan_media, sync_folder
     from edge_runtime.items import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 
     paths = scan_media(folder, IMAGE_SUFFIXES | AUDIO_SUFFIXES)
     if not paths:
         raise ValueError(f"{folder} holds no image or audio files")
     model = _load(bundle, backend, threads, precision)
+    update = (out / "index.json").is_file() and not rebuild
+    gallery = EmbeddingIndex.load(out) if update else EmbeddingIndex(model.embed_dim, model.fingerprint, kind, dtype)
     bar = progress_bar("index", enabled=progress, text=None)
     with bar:
-        task = bar.add_task("index", total=len(paths))
-        gallery, skipped = index_files(model, paths, folder, batch, lambda n: bar.update(task, completed=n))
-    gallery.save(out)
+        task = bar.add_task("index", total=None)
+        report = sync_folder(model, folder, gallery, paths, batch, lambda n, total: bar.update(task, completed=n, total=total))
+    if report.changed or not update:
+        gallery.save(out)
     counts = {m: sum(1 for i in gallery.ids if gallery.metadata(i)["modality"] == m) for m in model.modalities}
-    console.print(kv_table(f"Gallery {out}", {"items": len(gallery), **{f"{m} items": n for m, n in counts.items() if n},
-                                             "skipped": len(skipped), "bundle": model.fingerprint[:16]}))
-    for pid, reason in list(skipped.items())[:10]:
+    console.print(kv_table(f"Gallery {out} ({gallery.store})", {
+        "items": len(gallery), **{f"{m} items": n for m, n in counts.items() if n}, "added": len(report.added),
+        "re-embedded": len(report.updated), "removed": len(report.removed), "unchanged": report.unchanged,
+        "skipped": len(report.skipped), "bundle": model.fingerprint[:16]}))
+    for pid, reason in list(report.skipped.items())[:10]:
         warn("skipped", f"{pid}: {reason}")
 
 

@@ -58,6 +58,21 @@ def test_embed_classify_index_search(edge_bundle, edge_model, media, tmp_path, c
     text = capsys.readouterr().out
     assert "skipped" in text and "corrupt.png" in text
     assert len(EmbeddingIndex.load(gallery)) == 3
+    # run again after the folder changed: only the difference is embedded
+    (folder / "exif.jpg").unlink()
+    (folder / "new.flac").write_bytes(media["stereo_flac"].read_bytes())
+    (folder / "rgb.png").write_bytes(media["rgba_png"].read_bytes())
+    before = EmbeddingIndex.load(gallery)
+    assert run_cli(["index", str(edge_bundle), str(folder), "--out", str(gallery), "--no-progress"]) == 0
+    table = " ".join(capsys.readouterr().out.split())
+    for row in ("added │ 1", "re-embedded │ 1", "removed │ 1", "unchanged │ 1", "skipped │ 1"):
+        assert row in table, row
+    after = EmbeddingIndex.load(gallery)
+    assert sorted(after.ids) == ["mono16k.wav", "new.flac", "rgb.png"]
+    np.testing.assert_array_equal(after.embeddings[after.ids.index("mono16k.wav")],
+                                  before.embeddings[before.ids.index("mono16k.wav")])
+    np.testing.assert_allclose(after.embeddings[after.ids.index("rgb.png")],
+                               edge_model.embed_image(media["rgba_png"]), atol=1e-5)
 
     hits = tmp_path / "hits.json"
     assert run_cli(["search", str(edge_bundle), str(gallery), "--image", str(media["rgb_png"]), "-k", "2", "--json", str(hits)]) == 0

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from edge_runtime.index import EmbeddingIndex, index_files, scan_media
+from edge_runtime.index import EmbeddingIndex, index_files, scan_media, sync_folder
 from edge_runtime.items import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 from edge_runtime.validate import InputError
 
@@ -78,8 +78,9 @@ def test_save_load_round_trip_without_pickle(tmp_path):
     idx, x = _random_index(20, 6)
     idx.bundle = "f" * 64
     path = idx.save(tmp_path / "gallery")
-    with np.load(path / "embeddings.npz", allow_pickle=False) as z:
-        assert z["ids"].dtype.kind == "U" and z["embeddings"].dtype == np.float32
+    assert sorted(p.name for p in path.iterdir()) == ["ids.txt", "index.json", "keys.npy", "metadata.jsonl",
+                                                     "metadata.offsets.npy", "vectors.npy"]
+    assert np.load(path / "vectors.npy", allow_pickle=False).dtype == np.float32
     back = EmbeddingIndex.load(path)
     assert back.ids == idx.ids and back.bundle == idx.bundle and back.dim == 6
     np.testing.assert_array_equal(back.embeddings, idx.embeddings)
@@ -102,7 +103,8 @@ def test_corrupt_galleries_and_foreign_folders(tmp_path):
     (path / "index.json").write_text(json.dumps({**info, "count": 4}))
     with pytest.raises(InputError, match="disagree"):
         EmbeddingIndex.load(path)
-    (path / "embeddings.npz").write_bytes(b"garbage")
+    (path / "index.json").write_text(json.dumps(info))
+    (path / "vectors.npy").write_bytes(b"garbage")
     with pytest.raises(InputError, match="unreadable gallery"):
         EmbeddingIndex.load(path)
     with pytest.raises(InputError, match="not a gallery"):
@@ -138,3 +140,20 @@ def test_cross_modal_search_with_the_bundle(edge_model, media, tmp_path):
     assert len(gallery.search(edge_model.embed_text("a red circle"), k=3)) == 3
     again, _ = index_files(edge_model, paths, folder, index=gallery)  # already indexed files are kept
     assert len(again) == 5
+
+
+def test_sync_keeps_a_changed_file_that_is_now_refused_and_checks_the_bundle(edge_model, media, tmp_path):
+    folder = tmp_path / "media"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(media["rgb_png"].read_bytes())
+    gallery, _ = index_files(edge_model, scan_media(folder, IMAGE_SUFFIXES), folder)
+    old = gallery.embeddings[0].copy()
+    (folder / "a.png").write_bytes(media["corrupt_png"].read_bytes())   # overwritten by a broken copy
+    report = sync_folder(edge_model, folder, gallery, scan_media(folder, IMAGE_SUFFIXES))
+    assert list(report.skipped) == ["a.png"] and not report.changed
+    np.testing.assert_array_equal(gallery.embeddings[0], old)            # the last good embedding is kept
+    unchanged = sync_folder(edge_model, folder, gallery, [])
+    assert unchanged.removed == ["a.png"] and len(gallery) == 0
+    gallery.bundle = "0" * 64
+    with pytest.raises(InputError, match="built with another bundle"):
+        sync_folder(edge_model, folder, gallery, [])

@@ -8,24 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def blocker(*names: str) -> str:
-    """Source that makes the packages ``names`` unimportable (as if not installed) in a fresh interpreter."""
-    return f"""
-import sys
-BLOCKED = {set(names)!r}
-
-class Blocker:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-        return None
-
-sys.meta_path.insert(0, Blocker())
-"""
-
+from blocking import ROOT, blocker
 
 SCRIPT = blocker("torch", "torchaudio", "torchvision", "timm", "hybridssl", "distill", "export", "cli") + r"""
 import importlib, json

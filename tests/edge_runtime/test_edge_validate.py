@@ -239,7 +239,7 @@ def test_fuzz_index(ids, emb, meta, query, k):
             call()
         except ALLOWED:
             pass
-    assert len(idx._ids) == len(idx._meta) == idx._emb.shape[0]
+    assert len(idx) == len(idx.ids) == len(idx._store) == idx.embeddings.shape[0]
 
 
 _json = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8)),
