@@ -49,5 +49,5 @@ def stream_loader(train_set: MultimodalDataset, cfg: RunConfig, collator: Callab
     per_rank = tc.batch_size // world_size
     stream = base.stream(rank=rank, world=world_size, seed=tc.seed, epochs=None, keys=keys,
                          shuffle_buffer=cfg.data.shuffle_buffer, batch_size=per_rank,
-                         skip_batches=step * tc.accum_steps)
+                         skip_batches=step * tc.accum_steps, resampled=cfg.data.resample)
     return DataLoader(stream, batch_size=per_rank, collate_fn=collator, num_workers=cfg.data.num_workers)

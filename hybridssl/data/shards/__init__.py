@@ -10,26 +10,30 @@ Layout of a shard folder (written by :func:`write_shards`, ``hssl shard``)::
                                           feature_dims, audio_format, samples, and per shard
                                           {file, count, bytes, sha256}; the write-time skip report
 
-Inside a tar, the members of one sample are consecutive and share a key ``K`` (the sample's
-position in the source dataset, 9 digits — no dot, as WebDataset splits ``K.ext`` at the first dot).
-``K.json`` comes LAST and closes the sample, so a tar cut anywhere never yields half a sample:
+Inside a tar (written with webdataset's ``TarWriter``, the layout every WebDataset reader
+understands), the members of one sample are consecutive, sorted by extension, and share a key
+``K`` (the sample's position in the source dataset, 9 digits — no dot, as WebDataset splits
+``K.ext`` at the first dot). ``K.json`` lists the sample's other members, so a tar cut anywhere
+never yields half a sample as a whole one (version 1 shards put ``K.json`` last instead; both read):
 
     K.png    image (H, W, 3) uint8, PNG (lossless)
     K.txt    caption, UTF-8
     K.flac   audio (T,) mono, FLAC PCM_24 (|error| ≤ 2⁻²³); a clip beyond [−1, 1] is stored as
     K.wav      WAV float32 instead (lossless); ``audio_format="wav"`` stores every clip that way
     K.npz    precomputed features {name: (T, D) float32} (``np.savez``; read with allow_pickle=False)
-    K.json   {"uid", "label", "sample_rate", "meta"}   always (meta JSON-encoded; non-JSON values → str)
+    K.json   {"uid", "label", "sample_rate", "meta", "members"}   always (meta JSON-encoded; non-JSON values → str)
 
+Streaming goes through webdataset (tar expansion, shuffle buffer, resampling: :mod:`.stream`).
 Exactly once per epoch (:class:`ShardStream`): the consumers are the ``world × num_workers``
 (rank, worker) pairs, consumer ``c = rank·num_workers + worker``. With at least as many shards as
 consumers, epoch e deals the shards of the seeded permutation ``default_rng([seed, e])`` round-robin
 (``dist.partition``); otherwise every consumer reads every shard (in that order) and keeps the
 samples whose running position p satisfies ``p mod consumers == c`` (decoding only those). Either
-way every sample goes to exactly one consumer. Each consumer shuffles with a buffer of
-``shuffle_buffer`` samples and the generator ``default_rng([seed, e, c])``: fill the buffer, then
-for each new sample emit a uniformly chosen buffered one and put the new one in its place; at the
-end emit the rest in a random order — a permutation of the consumer's samples, different per epoch.
+way every sample goes to exactly one consumer. Each consumer shuffles with webdataset's buffer of
+``shuffle_buffer`` samples seeded by ``(seed, e, c)`` — a permutation of the consumer's samples,
+different per epoch. ``resampled=True`` (``data.resample``) instead lets every consumer draw shards
+with replacement (webdataset's ``ResampledShards``), endlessly: the multi-node recipe when exactly-once
+does not matter.
 The buffer holds the raw member bytes; a sample is decoded only when it leaves the buffer, so
 ``skip_batches`` (resuming a run: the batches this consumer already delivered under a DataLoader
 with ``batch_size``, whose workers deliver batches round-robin) costs reading, not decoding.

@@ -43,8 +43,7 @@ def encode_sample(sample: Sample, audio_format: str = "flac") -> dict[str, bytes
     """The tar members of one sample: ``{extension: bytes}`` (json always; png/txt/flac|wav/npz if present)."""
     if audio_format not in AUDIO_FORMATS:
         raise ValueError(f"audio_format must be one of {AUDIO_FORMATS}, got {audio_format!r}")
-    head = {"uid": sample.uid, "label": sample.label, "sample_rate": sample.sample_rate, "meta": sample.meta}
-    out = {"json": json.dumps(head, default=str).encode()}
+    out: dict[str, bytes] = {}
     if sample.image is not None:
         out["png"] = _png(sample.image)
     if sample.caption is not None:
@@ -56,6 +55,9 @@ def encode_sample(sample: Sample, audio_format: str = "flac") -> dict[str, bytes
         out[ext] = data
     if sample.features:
         out["npz"] = _npz(sample.features)
+    head = {"uid": sample.uid, "label": sample.label, "sample_rate": sample.sample_rate, "meta": sample.meta,
+            "members": sorted(out)}                   # what a complete sample holds (tar members come sorted)
+    out["json"] = json.dumps(head, default=str).encode()
     return out
 
 
@@ -68,6 +70,9 @@ def decode_sample(key: str, members: dict[str, bytes]) -> Sample:
         uid = str(head["uid"])
     except (ValueError, KeyError, TypeError) as e:
         raise BadItem(key, "corrupt_sample", f"bad .json member: {e}") from None
+    missing = sorted(set(head.get("members") or ()) - set(members))   # v2 lists them; v1 put json last instead
+    if missing:
+        raise BadItem(uid, "truncated_shard", f"member(s) {', '.join(missing)} missing (the tar was cut)")
     try:
         return _decode_media(uid, head, members)
     except Exception as e:  # PIL, libsndfile, zip, unicode errors: the sample is unusable, the run goes on

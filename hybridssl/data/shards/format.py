@@ -1,7 +1,7 @@
 """Names and versions of the shard format."""
 
 FORMAT = "hssl-shards"
-VERSION = 1
+VERSION = 2  # 2: members sorted (webdataset TarWriter), listed in the .json; 1: json last
 INDEX = "index.json"
 AUDIO_FORMATS = ("flac", "wav")
-EXTENSIONS = ("png", "txt", "flac", "wav", "npz", "json")  # member order in a tar: json closes a sample
+EXTENSIONS = ("png", "txt", "flac", "wav", "npz", "json")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import json
 import tarfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,25 +97,19 @@ def scan_tar(path: Path) -> tuple[list[tuple[str, dict[str, tuple[int, int]]]], 
                 samples.setdefault(key, {})[ext] = (info.offset_data, info.size)
     except (tarfile.TarError, OSError, EOFError) as e:
         error = f"{type(e).__name__}: {e}"
-    return [(k, m) for k, m in samples.items() if "json" in m], error
+    table = [(k, m) for k, m in samples.items() if "json" in m]
+    if table and not _complete(path, table[-1][1]):  # a cut tar: its last sample may lack members its json lists
+        table.pop()
+    return table, error
 
 
-def iter_tar(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """Stream the complete samples of a tar in order: (key, {ext: bytes}), each closed by its json
-    member; members left without their json (a cut tar) are dropped. A read error propagates."""
-    with tarfile.open(path, "r|") as tar:
-        key: str | None = None
-        members: dict[str, bytes] = {}
-        for info in tar:
-            if not info.isfile():
-                continue
-            k, ext = split_member(info.name)
-            if k != key:
-                key, members = k, {}
-            f = tar.extractfile(info)
-            members[ext] = f.read() if f is not None else b""
-            if len(members[ext]) != info.size:
-                raise EOFError(f"member {info.name} is truncated")
-            if ext == "json":
-                yield key, members
-                key, members = None, {}
+def _complete(path: Path, members: dict[str, tuple[int, int]]) -> bool:
+    """Whether a sample holds every member its .json lists (version 2; a version-1 json comes last)."""
+    offset, length = members["json"]
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            listed = json.loads(f.read(length)).get("members") or ()
+    except (OSError, ValueError, AttributeError):
+        return False
+    return set(listed) <= set(members)

@@ -2,43 +2,37 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import webdataset as wds
 
 from edge_runtime.bundle import sha256_file
 from hybridssl.data.base import MultimodalDataset
 from hybridssl.data.sample import SkipReport
 from hybridssl.data.shards.codec import encode_sample
-from hybridssl.data.shards.format import AUDIO_FORMATS, EXTENSIONS, FORMAT, INDEX, VERSION
+from hybridssl.data.shards.format import AUDIO_FORMATS, FORMAT, INDEX, VERSION
 
 
 # ------------------------------------------------------------------------------ writing
-def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = len(data), 0o644, 0  # fixed metadata: identical input → identical tar
-    tar.addfile(info, io.BytesIO(data))
-
-
 class ShardWriter:
-    """Writes ``shard-{i:06d}.tar`` files of ``shard_size`` samples (each under a temporary name first)."""
+    """Writes ``shard-{i:06d}.tar`` files of ``shard_size`` samples with webdataset's ``TarWriter``
+    (each under a temporary name first; fixed member metadata, so identical input → identical tars)."""
 
     def __init__(self, out_dir: Path, shard_size: int) -> None:
         self.out_dir, self.shard_size = out_dir, shard_size
         self.shards: list[dict[str, Any]] = []
-        self.tar: tarfile.TarFile | None = None
+        self.tar: wds.TarWriter | None = None
         self.count = 0
 
     def add(self, key: str, members: dict[str, bytes]) -> None:
         if self.tar is None:
-            self.tar = tarfile.open(self._tmp(len(self.shards)), "w", format=tarfile.USTAR_FORMAT)
-        for ext in EXTENSIONS:  # fixed member order, json last
-            if ext in members:
-                add_member(self.tar, f"{key}.{ext}", members[ext])
+            self.tar = wds.TarWriter(str(self._tmp(len(self.shards))), encoder=False, mtime=0, mode=0o644,
+                                     user="hssl", group="hssl")
+        self.tar.write({"__key__": key, **members})
         self.count += 1
         if self.count == self.shard_size:
             self.close()
