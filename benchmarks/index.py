@@ -83,6 +83,7 @@ def bench_store(kind: str, x: np.ndarray, queries: np.ndarray, truth: np.ndarray
     path = index.save(tmp / f"{kind}-{n}")
     t = time.perf_counter()
     loaded = EmbeddingIndex.load(path)
+    loaded.tune(threads=1)
     loaded.search(queries[0], K)
     load_s = time.perf_counter() - t
     t = time.perf_counter()

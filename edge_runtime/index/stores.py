@@ -127,9 +127,9 @@ class HnswParams:
     (efConstruction, ef). The defaults reach recall@10 ≥ 0.98 on 1 M clustered 128-d embeddings
     (``benchmarks/index.py``); raise ``expansion_search`` for recall, lower it for speed."""
 
-    connectivity: int = 16
+    connectivity: int = 32
     expansion_add: int = 64
-    expansion_search: int = 128
+    expansion_search: int = 256
 
 
 class HnswStore:
