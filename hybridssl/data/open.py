@@ -10,6 +10,9 @@ Forms::
     features:NPZ                             precomputed feature sequences (FeatureSequenceDataset)
     shards:DIR_OR_GLOB                       tar shards written by ``hssl shard`` (ShardDataset): the folder
                                              with index.json, or a glob of some of its .tar files
+    hf:PATH[,image=COL,caption=COL,...]      a Hugging Face dataset saved with save_to_disk, or a folder of
+                                             Parquet files (HFDataset; options image= caption= audio= label=
+                                             id= split= cache_dir=)
     fashion-mnist[:ROOT]                     Fashion-MNIST IDX files (Debian dataset-fashion-mnist)
     tuxpaint[:ROOT]                          Tux Paint stamps: image + caption + speech (tuxpaint-stamps-default)
     openclipart[:ROOT]                       Openclipart PNGs with their titles (openclipart-png)
@@ -136,6 +139,11 @@ def open_dataset(spec: str, **kwargs: Any) -> MultimodalDataset:
         from hybridssl.data.features import FeatureSequenceDataset
 
         return FeatureSequenceDataset(_existing(rest, "feature file"), **kwargs)
+    if prefix == "hf":
+        from hybridssl.data.hf import HFDataset, parse_hf_spec
+
+        path, options = parse_hf_spec(rest)
+        return HFDataset(path, **options, **kwargs)
     if prefix == "shards":
         from hybridssl.data.shards import ShardDataset
 

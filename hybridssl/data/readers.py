@@ -28,15 +28,17 @@ Text   : :func:`clean_caption` normalises Unicode (NFC), turns control character
 
 from __future__ import annotations
 
+import io
 import os
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 from PIL import Image, ImageOps
 
-from edge_runtime.png import file_problem
+from edge_runtime.png import file_problem, png_problem
 from hybridssl.data.sample import BadItem, Sample
 
 MIN_SAMPLE_RATE = 1000
@@ -105,9 +107,23 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-def read_image(path: str | Path, uid: str, max_pixels: int = 64_000_000) -> np.ndarray:
-    """Decode an image file into ``(H, W, 3)`` ``uint8`` RGB, or raise :class:`BadItem`."""
-    p = _check_file(path, uid)
+Source = str | Path | bytes  # a file, or its bytes (e.g. a column of a Parquet / Hugging Face dataset)
+
+
+def _open_source(source: Source, uid: str) -> tuple[Path | io.BytesIO, str]:
+    """A path checked by :func:`_check_file`, or the bytes as a stream (BadItem ``empty_file`` when
+    there are none); and how to name it in messages."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise BadItem(uid, "empty_file", "0 bytes")
+        return io.BytesIO(bytes(source)), f"<{len(source)} bytes>"
+    p = _check_file(source, uid)
+    return p, str(p)
+
+
+def read_image(source: Source, uid: str, max_pixels: int = 64_000_000) -> np.ndarray:
+    """Decode an image file (or its bytes) into ``(H, W, 3)`` ``uint8`` RGB, or raise :class:`BadItem`."""
+    p, name = _open_source(source, uid)
     try:
         with Image.open(p) as img:
             w, h = img.size
@@ -115,9 +131,9 @@ def read_image(path: str | Path, uid: str, max_pixels: int = 64_000_000) -> np.n
                 raise BadItem(uid, "image_too_large", f"{w}x{h} > {max_pixels} pixels")
             img.load()  # forces a full decode: truncated / corrupt data fails here
             if img.format == "PNG":  # ...except a PNG whose image data end early, which Pillow zero-fills
-                problem = file_problem(p)
+                problem = file_problem(p) if isinstance(p, Path) else png_problem(io.BytesIO(p.getvalue()))
                 if problem is not None:
-                    raise BadItem(uid, "unreadable_image", f"{p}: truncated PNG: {problem}")
+                    raise BadItem(uid, "unreadable_image", f"{name}: truncated PNG: {problem}")
             try:
                 img = ImageOps.exif_transpose(img)  # type: ignore[assignment]  # an Image either way
             except Exception:  # malformed EXIF: keep the stored orientation
@@ -128,7 +144,7 @@ def read_image(path: str | Path, uid: str, max_pixels: int = 64_000_000) -> np.n
     except Image.DecompressionBombError as e:
         raise BadItem(uid, "image_too_large", str(e)) from None
     except Exception as e:  # UnidentifiedImageError, OSError (truncated), SyntaxError, ValueError...
-        raise BadItem(uid, "unreadable_image", f"{p}: {e.__class__.__name__}: {e}") from None
+        raise BadItem(uid, "unreadable_image", f"{name}: {e.__class__.__name__}: {e}") from None
     if min(rgb.shape[0], rgb.shape[1]) < MIN_IMAGE_SIDE:
         raise BadItem(uid, "image_too_small", f"{rgb.shape[1]}x{rgb.shape[0]}")
     return np.ascontiguousarray(rgb)
@@ -138,27 +154,31 @@ def read_image(path: str | Path, uid: str, max_pixels: int = 64_000_000) -> np.n
 
 
 def read_audio(
-    path: str | Path, uid: str, max_seconds: float = 600.0
+    source: Source, uid: str, max_seconds: float = 600.0
 ) -> tuple[np.ndarray, int, list[str]]:
-    """Decode an audio file into ``(mono (T,) float32, sample_rate, repairs)``, or raise :class:`BadItem`."""
-    p = _check_file(path, uid)
+    """Decode an audio file (or its bytes) into ``(mono (T,) float32, sample_rate, repairs)``, or
+    raise :class:`BadItem`."""
+    p, name = _open_source(source, uid)
+
+    def stream() -> Any:
+        return str(p) if isinstance(p, Path) else io.BytesIO(p.getvalue())
     try:
-        info = sf.info(str(p))
+        info = sf.info(stream())
     except Exception as e:  # LibsndfileError (a RuntimeError), TypeError, ValueError...
-        raise BadItem(uid, "unreadable_audio", f"{p}: {e}") from None
+        raise BadItem(uid, "unreadable_audio", f"{name}: {e}") from None
     rate = int(info.samplerate)
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise BadItem(uid, "bad_sample_rate", f"{rate} Hz not in [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]")
     if info.frames == 0:
-        raise BadItem(uid, "empty_audio", str(p))
+        raise BadItem(uid, "empty_audio", name)
     if 0 < info.frames and info.frames / rate > max_seconds:
         raise BadItem(uid, "audio_too_long", f"{info.frames / rate:.1f} s > {max_seconds} s")
     try:
-        data, rate_read = sf.read(str(p), dtype="float32", always_2d=True)  # (T, C)
+        data, rate_read = sf.read(stream(), dtype="float32", always_2d=True)  # (T, C)
     except Exception as e:
-        raise BadItem(uid, "unreadable_audio", f"{p}: {e}") from None
+        raise BadItem(uid, "unreadable_audio", f"{name}: {e}") from None
     if data.shape[0] == 0:
-        raise BadItem(uid, "empty_audio", str(p))
+        raise BadItem(uid, "empty_audio", name)
     if data.shape[0] / rate_read > max_seconds:  # headers that under-report their length
         raise BadItem(uid, "audio_too_long", f"{data.shape[0] / rate_read:.1f} s > {max_seconds} s")
     if not np.isfinite(data).all():

@@ -10,6 +10,7 @@ FORMS = (
     "avclips:CSV",
     "features:NPZ",
     "shards:DIR_OR_GLOB",
+    "hf:PATH[,image=COL,caption=COL,audio=COL,label=COL]",
     "fashion-mnist[:ROOT]",
     "tuxpaint[:ROOT]",
     "openclipart[:ROOT]",
