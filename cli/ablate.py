@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from cli.console import PhaseProgress, console
+from cli.options import log_override
 from hybridssl.data.specs import forms_help
 
 
@@ -19,13 +20,16 @@ def ablate(
     quick: Annotated[bool, typer.Option("--quick", help="the ~3-minute budget")] = False,
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/ablation"),
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="extra config override for every variant")] = None,
+    log: Annotated[Optional[list[str]], typer.Option("--log", help="experiment tracker: tensorboard | mlflow | wandb "
+                                                                   "(repeatable; offline by default)")] = None,
 ) -> None:
     from hybridssl.app.ablation import METRIC_NAMES, attribute_metrics, run_ablation
 
     if seeds < 1:
         raise ValueError("--seeds must be at least 1")
     with PhaseProgress("ablate") as bar:
-        result = run_ablation(config, data or ["builtin"], tuple(range(seeds)), out, quick, set_ or [], bar.update)
+        result = run_ablation(config, data or ["builtin"], tuple(range(seeds)), out, quick,
+                              [*(set_ or []), *log_override(log)], bar.update)
     for spec, per in result["table"].items():
         metrics = [m for m in METRIC_NAMES if any(m in v for v in per.values())]
         console.print(_table(f"Ablation on {spec} (%, mean ± std over {seeds} seed(s))", per, metrics,

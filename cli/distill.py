@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from cli.console import PhaseProgress, TrainProgress, console, print_heldout, skip_table
-from cli.options import parse_list
+from cli.options import log_override, parse_list
 from hybridssl.data.specs import forms_help
 
 
@@ -92,10 +92,12 @@ def distill(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a config key: distill.key=value or "
                                                                     "section.key=value (e.g. train.lr=0.001)")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bars")] = False,
+    log: Annotated[Optional[list[str]], typer.Option("--log", help="experiment tracker: tensorboard | mlflow | wandb "
+                                                                   "(repeatable; offline by default)")] = None,
 ) -> None:
     from distill.api import distill_run
 
-    overrides = list(set_ or [])
+    overrides = [*(set_ or []), *log_override(log)]
     if rebuild_cache:
         overrides.append("distill.rebuild_cache=true")
     mods = parse_list(modalities, "--modalities") if modalities is not None else None

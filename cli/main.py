@@ -45,7 +45,8 @@ app.command(help="Serve a bundle as a small local JSON API.")(serve)
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)
 # Packages a runtime-only install lacks, and the extra that brings each.
 EXTRA_OF = {**dict.fromkeys(("torch", "torchvision", "torchaudio", "timm", "safetensors", "yaml", "matplotlib"), "train"),
-            **dict.fromkeys(("onnx", "onnxscript"), "export")}
+            **dict.fromkeys(("onnx", "onnxscript"), "export"), "webdataset": "train", "datasets": "hf",
+            "usearch": "runtime"}
 
 
 def main(argv: list[str] | None = None) -> int:

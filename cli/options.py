@@ -32,3 +32,9 @@ def parse_floats(text: str, option: str) -> tuple[float, ...]:
         except ValueError:
             raise ValueError(f"{option}: {t!r} is not a number") from None
     return tuple(values)
+
+
+def log_override(trackers: list[str] | None) -> list[str]:
+    """``--log tensorboard --log mlflow`` → ``["train.log=tensorboard,mlflow"]`` (none: no override, so
+    ``train.log`` of the config stands)."""
+    return [f"train.log={','.join(trackers)}"] if trackers else []

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from cli.console import TrainProgress, console, print_heldout, skip_table
+from cli.options import log_override
 from hybridssl.data.specs import forms_help
 
 
@@ -22,13 +23,15 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")] = False,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override any config key: section.key=value")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bar")] = False,
+    log: Annotated[Optional[list[str]], typer.Option("--log", help="experiment tracker: tensorboard | mlflow | wandb "
+                                                                   "(repeatable; offline by default)")] = None,
     allow_outside_paths: Annotated[bool, typer.Option("--allow-outside-paths",
                                                       help="let a manifest read files outside its folder")] = False,
 ) -> None:
     from hybridssl.app.train import train_run
     from hybridssl.config import load_config
 
-    overrides = list(set_ or [])
+    overrides = [*(set_ or []), *log_override(log)]
     if data:
         overrides.append(f"data.train={data}")
     if val:

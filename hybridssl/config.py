@@ -18,6 +18,7 @@ import yaml
 
 from edge_runtime.schema import MODALITIES
 from hybridssl.preprocessing import PreprocessSpec
+from hybridssl.tracking import check_trackers
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 MAX_CONFIG_BYTES = 1 << 20            # a config file is a page of YAML, never megabytes
@@ -34,11 +35,12 @@ class DataConfig:
     image_size: int = 64              # built-in dataset render size (before preprocessing)
     streaming: bool = False           # shards: specs only: read the tars sequentially (per-rank/worker split, shuffle buffer)
     shuffle_buffer: int = 1000        # streaming: samples held in the seeded shuffle buffer
-    allow_outside_paths: bool = False # manifest: read files outside the manifest's folder (else skipped)
+    resample: bool = False            # streaming: consumers draw shards with replacement (webdataset), for multi-node
+    allow_outside_paths: bool = False # manifest / hf: read files outside the data's folder (else skipped)
 
     def open_kwargs(self, spec: str) -> dict[str, Any]:
         """Constructor options of the dataset ``spec`` that come from this config."""
-        return {"allow_outside_paths": True} if self.allow_outside_paths and spec.startswith("manifest:") else {}
+        return {"allow_outside_paths": True} if self.allow_outside_paths and spec.startswith(("manifest:", "hf:")) else {}
 
 
 @dataclass
@@ -151,6 +153,7 @@ class TrainConfig:
     max_bad_steps: int = 20           # abort after this many skipped non-finite steps
     eval_size: int = 1000             # held-out items embedded for the end-of-run report
     distributed: str = "ddp"          # torchrun with > 1 process: "ddp" (replicated) | "fsdp" (sharded, large models)
+    log: tuple[str, ...] = ()         # experiment trackers: tensorboard, mlflow, wandb (hybridssl.tracking)
 
     def __post_init__(self) -> None:
         """Refuse values no run can train with, before any data is read (ValueError naming the key)."""
@@ -165,6 +168,10 @@ class TrainConfig:
                 raise ValueError(f"train.{key} must be a finite number {'> 0' if key == 'lr' else '>= 0'}, got {v}")
         if not all(0 <= float(b) < 1 for b in self.betas):
             raise ValueError(f"train.betas must lie in [0, 1), got {self.betas}")
+        try:
+            self.log = check_trackers(self.log)
+        except ValueError as e:
+            raise ValueError(f"train.log: {e}") from None
 
 
 @dataclass
@@ -340,6 +347,20 @@ def load_config(config: str | Path | None = None, overrides: list[str] | tuple[s
         d = deep_update(d, parse_override(item))
     d.setdefault("name", path.stem)
     return RunConfig.from_dict(d)
+
+
+def flat_config(cfg: RunConfig) -> dict[str, Any]:
+    """``{"section.key": value}`` of a config, nested mappings flattened with dots."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}{k}.", v)
+        else:
+            out[prefix[:-1]] = node
+    walk("", cfg.to_dict())
+    return out
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

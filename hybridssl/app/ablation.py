@@ -31,6 +31,7 @@ from hybridssl.config import load_config
 from hybridssl.data.open import open_dataset
 from hybridssl.evaluation.lowlabel import fraction_key
 from hybridssl.evaluation.probes import summarize
+from hybridssl.tracking import open_tracking, require_trackers
 
 VARIANTS: dict[str, list[str]] = {
     "full": [],
@@ -98,6 +99,8 @@ def run_ablation(config: str = "small", datasets: Sequence[str] = ("builtin",), 
     from hybridssl.app.train import train_run
 
     budget = "quick" if quick else "default"
+    trackers = load_config(config, list(overrides)).train.log
+    require_trackers(trackers)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pool_size, test_size = EVAL_SIZES[budget]
@@ -119,7 +122,7 @@ def run_ablation(config: str = "small", datasets: Sequence[str] = ("builtin",), 
                 if not (run_dir / "metrics.json").exists():  # a re-run resumes where an interrupted ablation stopped
                     if run_dir.exists():
                         shutil.rmtree(run_dir)
-                    train_run(cfg, run_dir)
+                    train_run(cfg, run_dir, log_root=out_dir, run_name=str(run_dir.relative_to(out_dir)))
                 ev = evaluate_run(run_dir, data=eval_data, fractions=FRACTIONS, seeds=(seed,), finetune=False,
                                   pool_size=pool_size, test_size=test_size, examples=0, cap=True)
                 for metric, value in _scores(ev).items():
@@ -139,7 +142,10 @@ def run_ablation(config: str = "small", datasets: Sequence[str] = ("builtin",), 
               "seconds": round(time.perf_counter() - t0, 1)}
     atomic_write_text(out_dir / "ablation.json", json.dumps(result, indent=1))
     atomic_write_text(out_dir / "ablation.md", render_markdown(result))
-    plot_ablation(result, out_dir / "ablation.png")
+    plot = plot_ablation(result, out_dir / "ablation.png")
+    with open_tracking(trackers, out_dir, {k: result[k] for k in ("config", "budget", "seeds", "datasets")},
+                       run_name="ablation", kind="ablation") as tracking:
+        tracking.final({"ablation": table}, 0, {"ablation": plot})
     return result
 
 

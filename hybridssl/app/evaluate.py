@@ -123,6 +123,23 @@ def retrieval_examples(emb: Embeddings, positions: np.ndarray, dataset, spec, n_
     return rows
 
 
+def heldout_plots(emb: Embeddings, positions: np.ndarray, dataset, spec, label_names: list[str] | None, out: Path,
+                  examples: int = 6) -> dict[str, Path]:
+    """``projection.png`` (PCA of the joint space) and ``retrieval_examples.png`` (query → top 5) in
+    ``out``, each when the embeddings allow it: ``{"projection" | "retrieval": path}``."""
+    from hybridssl.app import plots
+
+    files: dict[str, Path] = {}
+    labels_by_m = {m: emb.labels[emb.index[m]] for m in emb.by_modality}
+    if sum(len(v) for v in emb.by_modality.values()) >= 2:
+        files["projection"] = plots.plot_projection(emb.by_modality, labels_by_m, label_names or None,
+                                                    out / "projection.png")
+    grid = retrieval_examples(emb, positions, dataset, spec, n_rows=examples)
+    if grid:
+        files["retrieval"] = plots.plot_retrieval_grid(grid, out / "retrieval_examples.png")
+    return files
+
+
 # ----------------------------------------------------------------------------- the evaluation
 @dataclass
 class EvalOptions:
@@ -246,13 +263,8 @@ def _evaluate(run_dir: Path, data: DataArg, opts: EvalOptions, out_dir: str | Pa
         files["fractions_plot"] = str(plots.plot_fraction_curves(
             low["protocols"], out / "fractions.png", chance=low["chance"],
             title=f"Low-label evaluation ({tower} tower, {len(seeds)} seed(s))"))
-    labels_by_m = {m: test_emb.labels[test_emb.index[m]] for m in test_emb.by_modality}
-    if sum(len(v) for v in test_emb.by_modality.values()) >= 2:
-        files["projection_plot"] = str(plots.plot_projection(test_emb.by_modality, labels_by_m, label_names or None,
-                                                             out / "projection.png"))
-    grid = retrieval_examples(test_emb, test_pos, test_ds, run.spec, n_rows=opts.examples)
-    if grid:
-        files["retrieval_plot"] = str(plots.plot_retrieval_grid(grid, out / "retrieval_examples.png"))
+    files.update({f"{name}_plot": str(p) for name, p in
+                  heldout_plots(test_emb, test_pos, test_ds, run.spec, label_names, out, opts.examples).items()})
     t_plots = time.perf_counter() - t0
     tick("done")
 

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from hybridssl import dist
+from hybridssl.app.tracked import log_run_end, run_tracking
 from hybridssl.checkpoint import atomic_write_text, latest_checkpoint, latest_valid_checkpoint, read_state
-from hybridssl.config import RunConfig, load_config, save_config
+from hybridssl.config import RunConfig, flat_config, load_config, save_config
 from hybridssl.data.base import MultimodalDataset
 from hybridssl.data.batching import SafeDataset, Skipped
 from hybridssl.data.sample import Sample, SkipReport
@@ -35,6 +36,7 @@ from hybridssl.preprocessing import PreprocessSpec, fit_waveform, log_mel
 from hybridssl.runs import build_model, count_parameters
 from hybridssl.threads import torch_threads
 from hybridssl.tokenizer import TextTokenizer, train_tokenizer
+from hybridssl.tracking import require_trackers
 from hybridssl.trainer import StepLog, Trainer
 
 
@@ -72,16 +74,21 @@ def prepare(cfg: RunConfig, run_dir: Path | None) -> tuple[RunConfig, Multimodal
 
 def train_run(cfg: RunConfig, run_dir: Path, *, resume: bool = False,
               on_step: Callable[[StepLog], None] | None = None,
-              on_start: Callable[[Trainer], None] | None = None) -> dict[str, Any]:
+              on_start: Callable[[Trainer], None] | None = None,
+              log_root: Path | None = None, run_name: str | None = None) -> dict[str, Any]:
     """Train (or resume) the run in ``run_dir`` and return its final metrics (also in metrics.json).
 
-    ``train.threads`` > 0 sets torch's intra-op threads for the duration of the call only."""
+    ``train.threads`` > 0 sets torch's intra-op threads for the duration of the call only.
+    ``train.log`` names the experiment trackers (:mod:`hybridssl.tracking`); their stores go under
+    ``log_root`` (default: the run folder) with the run called ``run_name`` (default: its folder's name)."""
+    require_trackers(cfg.train.log)
     with torch_threads(cfg.train.threads):
-        return _train_run(cfg, Path(run_dir), resume, on_step, on_start)
+        return _train_run(cfg, Path(run_dir), resume, on_step, on_start, log_root, run_name)
 
 
 def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, on_step: Callable[[StepLog], None] | None,
-               on_start: Callable[[Trainer], None] | None) -> dict[str, Any]:
+               on_start: Callable[[Trainer], None] | None, log_root: Path | None,
+               run_name: str | None) -> dict[str, Any]:
     dist.init_from_env()  # under torchrun: the process group; rank 0 alone writes the run folder
     main = dist.is_main()
     ckpt = latest_valid_checkpoint(run_dir) if resume else None
@@ -119,12 +126,22 @@ def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, on_step: Callable[[S
         trainer.state.report.merge(train_set.load_report)  # index rows skipped while parsing the data
     if on_start:
         on_start(trainer)
+    if not main:  # the other ranks train, then stop; rank 0 tracks, evaluates and reports
+        trainer.fit(on_step)
+        return {"run": str(run_dir), "steps": trainer.state.step, "rank": dist.rank()}
+    with run_tracking(cfg, run_dir, "train", trainer.state.step, log_root, run_name) as tracking:
+        metrics = _fit_and_report(cfg, run_dir, trainer, tracking.wrap(on_step), tokenizer, val_set, model, schedule)
+        log_run_end(tracking, metrics, trainer.task.model, tokenizer, val_set, cfg, run_dir)
+    return metrics
+
+
+def _fit_and_report(cfg: RunConfig, run_dir: Path, trainer: Trainer, on_step: Callable[[StepLog], None],
+                    tokenizer: TextTokenizer | None, val_set: MultimodalDataset, model: Any,
+                    schedule: dict[str, int] | None) -> dict[str, Any]:
     t0 = time.perf_counter()
     start_samples = trainer.state.samples_seen
     trainer.fit(on_step)
     train_seconds = time.perf_counter() - t0
-    if not main:  # the other ranks stop here; rank 0 evaluates and reports
-        return {"run": str(run_dir), "steps": trainer.state.step, "rank": dist.rank()}
     report = evaluate_heldout(trainer.task.model, tokenizer, val_set, cfg)
     metrics = {
         "run": str(run_dir),
@@ -144,24 +161,10 @@ def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, on_step: Callable[[S
 
 
 #: What ``--resume`` may change: how far the run goes and how it executes, never what it learns from.
-RESUME_MAY_CHANGE = ("train.steps", "train.threads", "train.device", "train.log_every", "train.eval_size",
-                     "data.num_workers")
+RESUME_MAY_CHANGE = ("train.steps", "train.threads", "train.device", "train.log_every", "train.log",
+                     "train.eval_size", "data.num_workers")
 #: Data-fitted values a new run writes into its config (not chosen by the user).
 FITTED_KEYS = ("preprocess.audio.norm_mean", "preprocess.audio.norm_std")
-
-
-def flat_config(cfg: RunConfig) -> dict[str, Any]:
-    """``{"section.key": value}`` of a config, nested mappings flattened with dots."""
-    out: dict[str, Any] = {}
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(f"{prefix}{k}.", v)
-        else:
-            out[prefix[:-1]] = node
-    walk("", cfg.to_dict())
-    return out
 
 
 def check_resume_config(saved: RunConfig, requested: RunConfig) -> None:

@@ -12,7 +12,7 @@ from hybridssl.app.ablation import VARIANTS
 @pytest.mark.slow
 def test_ablate_quick_tiny(tmp_path, capsys):
     out = tmp_path / "abl"
-    assert main(["ablate", "--config", "tiny", "--quick", "--seeds", "1", "--out", str(out)]) == 0
+    assert main(["ablate", "--config", "tiny", "--quick", "--seeds", "1", "--out", str(out), "--log", "tensorboard"]) == 0
     result = json.loads((out / "ablation.json").read_text())
     table = result["table"]["builtin"]
     assert set(table) == set(VARIANTS)
@@ -35,5 +35,14 @@ def test_ablate_quick_tiny(tmp_path, capsys):
     assert (out / "ablation.png").stat().st_size > 1000
     md = (out / "ablation.md").read_text()
     assert "Attribute probes" in md and "size (50.0)" in md
+    # tracked: each variant's run side by side under out/tensorboard, and the table as one more run
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs = {str(p.parent.relative_to(out / "tensorboard")) for p in (out / "tensorboard").rglob("events.out.tfevents.*")}
+    assert runs == {"ablation", *(f"builtin/{v}/seed0" for v in VARIANTS)}
+    acc = EventAccumulator(str(out / "tensorboard" / "ablation"), size_guidance={"images": 0})
+    acc.Reload()
+    mean = acc.Scalars("ablation/builtin/full/linear_probe_0.1/mean")[0].value
+    assert mean == pytest.approx(table["full"]["linear_probe@0.1"]["mean"]) and acc.Tags()["images"] == ["ablation"]
     printed = capsys.readouterr().out
     assert "Ablation on builtin" in printed and "Attribute probes on builtin" in printed

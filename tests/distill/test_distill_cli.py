@@ -18,7 +18,7 @@ def test_distill_command_trains_and_prints_the_comparison(teacher_dir, tmp_path,
     monkeypatch.setattr(console, "width", 200)                         # rich tables: no wrapping here
     out = tmp_path / "student"
     args = ["distill", "--teacher", str(teacher_dir), "--student", "mobilevit", "--modalities", "image,text",
-            "--image-size", "64", "--out", str(out), "--eval-size", "12", "--no-progress"]
+            "--image-size", "64", "--out", str(out), "--eval-size", "12", "--no-progress", "--log", "tensorboard"]
     for item in tiny_distill:
         args += ["--set", item]
     result = CliRunner().invoke(app, args)
@@ -28,6 +28,12 @@ def test_distill_command_trains_and_prints_the_comparison(teacher_dir, tmp_path,
     assert "image tower parameters" in result.output
     report = json.loads((out / "distill_report.json").read_text())
     assert report["students"] == {"image": "mobilevit_xxs", "text": "text_tiny"}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / "tensorboard" / "student"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("loss")][-1] == 3                # the student's steps are tracked
+    assert any(t.startswith("heldout/retrieval/") for t in acc.Tags()["scalars"])
 
 
 def test_distill_command_errors(teacher_dir, tmp_path):
