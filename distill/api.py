@@ -30,9 +30,11 @@ from distill.students import StudentSpec, build_student_model, resolve_students,
 from distill.task import CachedTeacher, DistillCollator, DistillTask, LiveTeacher, TaggedDataset
 from distill.trainer import DistillTrainer
 from edge_runtime.schema import MODALITIES
+from hybridssl.app.api import TrainResult, config_overrides
+from hybridssl.app.tracked import log_run_end, run_tracking
 from hybridssl.app.train import render_report
 from hybridssl.checkpoint import atomic_write_text
-from hybridssl.config import RunConfig, deep_update, parse_override, save_config
+from hybridssl.config import RunConfig, deep_update, load_config, parse_override, save_config
 from hybridssl.data.splits import build_datasets
 from hybridssl.evaluation.embed import embed_texts
 from hybridssl.evaluation.heldout import class_prompts, evaluate_heldout
@@ -40,6 +42,7 @@ from hybridssl.evaluation.zeroshot import class_embeddings
 from hybridssl.preprocessing import PreprocessSpec
 from hybridssl.runs import LoadedRun, checkpoint_folder, load_run
 from hybridssl.threads import torch_threads
+from hybridssl.tracking import require_trackers
 from hybridssl.trainer import StepLog, Trainer
 
 Progress = Callable[[str, int, int], None]
@@ -166,6 +169,7 @@ def distill_run(teacher: str | Path, out: str | Path, *, student: str | None = N
     t = load_run(teacher_dir, checkpoint)
     cfg = student_run_config(t.cfg, run_over, dcfg.image_size, steps, data)
     cfg.name = f"{t.cfg.name}-student"
+    require_trackers(cfg.train.log)
     with torch_threads(cfg.train.threads):
         metrics = _distill(t, checkpoint_folder(teacher_dir, checkpoint), dcfg, cfg, run_dir, on_step, on_start,
                            progress)
@@ -207,6 +211,15 @@ def _distill(t: LoadedRun, folder: Path, dcfg: DistillConfig, cfg: RunConfig, ru
     trainer = DistillTrainer(cfg, run_dir, TaggedDataset(train_set), t.tokenizer, task, collator, extra)
     if on_start:
         on_start(trainer)
+    with run_tracking(cfg, run_dir, "distill", 0) as tracking:
+        metrics = _fit_and_report(trainer, tracking.wrap(on_step), provenance, spec, model, t, val_set, cfg, run_dir)
+        log_run_end(tracking, metrics, model, t.tokenizer, val_set, cfg, run_dir)
+    return metrics
+
+
+def _fit_and_report(trainer: DistillTrainer, on_step: Callable[[StepLog], None], provenance: dict[str, Any],
+                    spec: StudentSpec, model: Any, t: LoadedRun, val_set: Any, cfg: RunConfig,
+                    run_dir: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     trainer.fit(on_step)
     seconds = time.perf_counter() - t0
@@ -225,3 +238,14 @@ def _distill(t: LoadedRun, folder: Path, dcfg: DistillConfig, cfg: RunConfig, ru
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
     atomic_write_text(run_dir / "report.md", render_report(cfg, metrics))
     return metrics
+
+
+def distill(teacher: str | Path, out: str | Path, *, student: str = "mobilevit", log: Sequence[str] = (),
+            overrides: Sequence[str] = (), **options: Any) -> TrainResult:
+    """The Python API's ``distill.distill``: :func:`distill_run` with keyword config overrides
+    (``section__key=value``, as :func:`hybridssl.app.api.train` takes them) and a ``TrainResult``.
+    Other ``options`` are :func:`distill_run`'s (``modalities``, ``steps``, ``image_size``, ``data``, ``report``...)."""
+    named = {k: options.pop(k) for k in list(options) if "__" not in k}
+    over = config_overrides(overrides, options) + ([f"train.log={','.join(log)}"] if log else [])
+    metrics = distill_run(teacher, out, student=student, overrides=over, **named)
+    return TrainResult(Path(out), load_config(Path(out) / "config.yaml"), metrics)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,16 @@ def _versions() -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class ExportResult:
+    """A written bundle: its folder and the export report (parity per step, accuracy drop, sizes)."""
+
+    bundle_dir: Path
+    report: dict[str, Any] = field(repr=False)
+
+
+def export(run_dir: str | Path, out: str | Path, *, target: str = "onnx", precision: str | None = None,
+           **options: Any) -> ExportResult:
+    """The Python API's ``export.export``: :func:`export_run` (``options``: the fields of
+    :class:`~export.options.ExportOptions`) returning an :class:`ExportResult`."""
+    return ExportResult(Path(out), export_run(run_dir, out, target, precision, **options))
