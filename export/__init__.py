@@ -6,17 +6,7 @@
 ``openvino_backend``, ``tensorrt_backend`` and ``bundle`` (the writer of docs/bundle.md).
 """
 
-#: the public face (docs/python_api.md), imported on first use so that ``import export`` stays light
-_API = ("export", "export_run", "ExportResult")
+from hybridssl.facade import lazy_api
 
-
-def __getattr__(name: str):  # PEP 562: lazy attributes
-    if name in _API:
-        from export import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_API])
+#: the public face (docs/python_api.md), imported on first use
+__getattr__, __dir__ = lazy_api(__name__, "export.api", ("export", "export_run", "ExportResult"))

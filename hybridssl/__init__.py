@@ -3,17 +3,7 @@
 ``hybridssl.train(...)`` and ``hybridssl.evaluate(...)`` are the Python API (:mod:`hybridssl.app.api`);
 everything else lives in submodules, imported explicitly."""
 
-#: the public face (docs/python_api.md), imported on first use so that ``import hybridssl`` stays light
-_API = ("train", "evaluate", "TrainResult", "EvalResult")
+from hybridssl.facade import lazy_api
 
-
-def __getattr__(name: str):  # PEP 562: lazy attributes
-    if name in _API:
-        from hybridssl.app import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_API])
+#: the public face (docs/python_api.md), imported on first use
+__getattr__, __dir__ = lazy_api(__name__, "hybridssl.app.api", ("train", "evaluate", "TrainResult", "EvalResult"))

@@ -24,10 +24,6 @@ ALLOWED = {"edge_runtime": set(), "hybridssl": {"edge_runtime"}, "distill": {"hy
 APP = ("hybridssl.app", "distill.api", "distill.report", "export.api")
 
 
-#: package roots that re-export their orchestration as the Python API (lazily, docs/python_api.md)
-FACADES = {"hybridssl": "hybridssl.app", "distill": "distill.api", "export": "export.api"}
-
-
 def is_app(module: str) -> bool:
     return any(module == a or module.startswith(a + ".") for a in APP)
 
@@ -59,7 +55,7 @@ def violations(g: dict[str, set[str]]) -> list[str]:
             other = dep.split(".")[0]
             if other != pkg and other not in ALLOWED[pkg]:
                 bad.append(f"{mod} imports {dep} ({pkg} may import {sorted(ALLOWED[pkg]) or 'nothing of hssl'})")
-            if is_app(dep) and not is_app(mod) and pkg != "cli" and not dep.startswith(FACADES.get(mod, "\0")):
+            if is_app(dep) and not is_app(mod) and pkg != "cli":
                 bad.append(f"{mod} (library) imports the orchestration module {dep}")
     return sorted(bad)
 
