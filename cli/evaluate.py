@@ -79,6 +79,8 @@ def evaluate(
     seeds: Annotated[int, typer.Option(help="number of seeds (0, 1, …) per fraction")] = 3,
     finetune: Annotated[bool, typer.Option("--finetune/--no-finetune", help="also fine-tune the tower (unfrozen)")] = True,
     finetune_steps: Annotated[int, typer.Option(help="optimizer steps per fine-tuning run")] = 100,
+    semi_supervised: Annotated[bool, typer.Option("--semi-supervised/--no-semi-supervised",
+                                                  help="also fine-tune with FixMatch on the unlabelled pool")] = False,
     encoder_lr: Annotated[float, typer.Option(help="fine-tuning learning rate of the encoder")] = 1e-4,
     head_lr: Annotated[float, typer.Option(help="fine-tuning learning rate of the linear head")] = 1e-3,
     prompts: Annotated[Optional[str], typer.Option(help="zero-shot prompt templates, comma-separated, e.g. "
@@ -104,13 +106,13 @@ def evaluate(
     templates = list(parse_list(prompts, "--prompts", required=True)) if prompts is not None else None
     ft_cfg = FinetuneConfig(steps=finetune_steps, lr_encoder=encoder_lr, lr_head=head_lr)
     console.print(f"[bold]hssl eval[/] {run_dir}: fractions {', '.join(f'{f:g}' for f in fracs)}, {seeds} seed(s), "
-                  f"fine-tuning {'on' if finetune else 'off'}")
+                  f"fine-tuning {'on' if finetune else 'off'}{' + semi-supervised' if finetune and semi_supervised else ''}")
     with PhaseProgress("eval", "loading", enabled=not no_progress) as bar:
         result = evaluate_run(run_dir, data=data, fractions=fracs, seeds=tuple(range(seeds)), finetune=finetune,
                               finetune_steps=finetune_steps, prompts=templates, out_dir=out, pool_size=pool_size,
                               test_size=test_size, progress=bar.update, modality=modality, checkpoint=checkpoint,
                               splits_file=splits, finetune_config=ft_cfg, threads=threads,
-                              probe_input=probe_input)
+                              probe_input=probe_input, semi_supervised=semi_supervised)
     console.print(f"data: {result['data']['description']}")
     console.print(retrieval_table(result))
     console.print(zero_shot_table(result))

@@ -72,6 +72,7 @@ from hybridssl.evaluation.lowlabel import (
     low_label_report,
     quality_report,
 )
+from hybridssl.evaluation.semisup import FixMatchConfig
 from hybridssl.jsonsafe import json_safe
 from hybridssl.runs import load_run
 from hybridssl.threads import torch_threads
@@ -147,7 +148,8 @@ class EvalOptions:
 
     ``seeds``: the seeds themselves (at least 3 for a reported mean ± std). ``pool_size`` /
     ``test_size`` size built-in data; other data is split whole unless ``cap`` (then they bound the
-    seeded random pool/test parts). ``finetune_config`` overrides ``finetune_steps``. ``threads`` > 0
+    seeded random pool/test parts). ``finetune_config`` overrides ``finetune_steps``. ``semi_supervised``
+    adds the FixMatch fine-tune on the unlabelled pool (``semi_config``, default :class:`FixMatchConfig`). ``threads`` > 0
     sets torch's intra-op thread count for the duration of the call. ``probe_input``: what frozen
     probes read, ``"features"`` (pooled tower features, the CLIP/MAE linear-probe protocol) or
     ``"embedding"``. ``attribute_probes``: also probe every labelling the data offers (built-in
@@ -158,6 +160,8 @@ class EvalOptions:
     finetune: bool = True
     finetune_steps: int = 100
     finetune_config: FinetuneConfig | None = None
+    semi_supervised: bool = False
+    semi_config: FixMatchConfig | None = None
     prompts: Sequence[str] | None = None
     pool_size: int = 2000
     test_size: int = 1000
@@ -212,7 +216,7 @@ def _evaluate(run_dir: Path, data: DataArg, opts: EvalOptions, out_dir: str | Pa
     pool_ds, test_ds = src["pool"], src["test"]
     label_names = list(pool_ds.label_names or test_ds.label_names or [])
 
-    total = 4 + len(fractions) * len(seeds) * (2 if finetune else 1)
+    total = 4 + len(fractions) * len(seeds) * (1 + int(finetune) + int(finetune and opts.semi_supervised))
     done = 0
 
     def tick(what: str) -> None:
@@ -251,7 +255,8 @@ def _evaluate(run_dir: Path, data: DataArg, opts: EvalOptions, out_dir: str | Pa
     else:
         low = low_label_report(run, pool_emb, pool_pos, test_emb, test_pos, pool_ds, test_ds, label_names, tower,
                                fractions, seeds, finetune, ft_cfg, out, src["partition"],
-                               Path(opts.splits_file) if opts.splits_file else None, tick, opts.probe_input)
+                               Path(opts.splits_file) if opts.splits_file else None, tick, opts.probe_input,
+                               (opts.semi_config or FixMatchConfig()) if opts.semi_supervised else None)
     attributes = (attribute_report(run, pool_emb, pool_pos, test_emb, test_pos, pool_ds, test_ds, tower, fractions,
                                    seeds, out, opts.probe_input) if opts.attribute_probes else {})
 

@@ -30,6 +30,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -199,11 +200,13 @@ def _check_split(name: str, inputs: ModalityInputs, n_classes: int) -> None:
 
 def finetune_classifier(model: TowerModel, modality: str, train: ModalityInputs, val: ModalityInputs,
                         test: ModalityInputs, n_classes: int, cfg: FinetuneConfig | None = None,
-                        seed: int = 0) -> dict:
+                        seed: int = 0, semi: Any = None) -> dict:
     """Fine-tune a copy of ``model``'s ``modality`` tower + a linear head (module docstring).
 
+    ``semi``: a :class:`~hybridssl.evaluation.semisup.FixMatch` — the labelled batch is then seen
+    through its weak view and its unlabelled term is added to every step's loss.
     Returns {"accuracy", "macro_f1" (test, %), "val_accuracy" (%, best), "best_step", "steps",
-    "n_train", "seconds"}.
+    "n_train", "seconds"} (+ "pseudo_label_rate", "n_unlabelled" with ``semi``).
     """
     cfg = cfg or FinetuneConfig()
     for name, split in (("train", train), ("val", val), ("test", test)):
@@ -230,9 +233,13 @@ def finetune_classifier(model: TowerModel, modality: str, train: ModalityInputs,
         best: tuple[float, int, dict[str, Tensor]] | None = None
         clf.train()
         for step, rows in enumerate(shuffled_batches(len(train), cfg.batch_size, cfg.steps, seed), start=1):
-            attn = None if train.attention is None else train.attention[rows].to(device)
-            logits = clf(train.x[rows].to(device), attn)                    # (B, K)
+            x, attn = train.x[rows], None if train.attention is None else train.attention[rows]
+            if semi is not None:
+                x, attn = semi.weak(x, attn)
+            logits = clf(x.to(device), None if attn is None else attn.to(device))   # (B, K)
             loss = F.cross_entropy(logits.float(), y_train[rows].to(device))
+            if semi is not None:
+                loss = loss + semi.loss(clf, len(rows), device)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -253,4 +260,5 @@ def finetune_classifier(model: TowerModel, modality: str, train: ModalityInputs,
         "steps": cfg.steps,
         "n_train": len(train),
         "seconds": round(time.perf_counter() - t0, 3),
+        **({"pseudo_label_rate": semi.pseudo_label_rate, "n_unlabelled": len(semi.unlabelled)} if semi else {}),
     }

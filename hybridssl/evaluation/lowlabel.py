@@ -30,9 +30,10 @@ from hybridssl.evaluation.knn import knn_classify
 from hybridssl.evaluation.labels import label_fraction_split, load_splits, save_splits
 from hybridssl.evaluation.probes import linear_probe, summarize
 from hybridssl.evaluation.quality import alignment, effective_rank, uniformity
+from hybridssl.evaluation.semisup import FixMatch, FixMatchConfig, unlabelled_positions
 
 DEFAULT_FRACTIONS = (0.01, 0.05, 0.1, 1.0)
-PROTOCOLS = ("linear_probe", "knn", "finetune")
+PROTOCOLS = ("linear_probe", "knn", "finetune", "semi_supervised")
 VAL_FRACTION = 0.1
 
 
@@ -151,8 +152,9 @@ def low_label_report(run, pool_emb: Embeddings, pool_pos: np.ndarray, test_emb: 
                      pool_ds, test_ds, label_names: Sequence[str], modality: str, fractions: Sequence[float],
                      seeds: Sequence[int], finetune: bool, ft_cfg: FinetuneConfig, out_dir: Path,
                      partition_info: dict | None, splits_file: Path | None, tick: Callable[[str], None],
-                     probe_input: str = "features") -> dict[str, Any]:
-    """Linear probe, kNN and (optionally) fine-tuning at every fraction × seed (module docstring)."""
+                     probe_input: str = "features", semi: FixMatchConfig | None = None) -> dict[str, Any]:
+    """Linear probe, kNN and (optionally) fine-tuning at every fraction × seed (module docstring);
+    ``semi`` adds the semi-supervised fine-tune (:mod:`hybridssl.evaluation.semisup`) beside it."""
     n_classes = len(label_names)
     x, y, pos = modality_rows(pool_emb, pool_pos, modality, probe_input)   # (n_m, W|E), (n_m,), (n_m,)
     pool_labels = np.full(len(pool_ds), -1, dtype=np.int64)       # (n_pool,) −1 = unusable
@@ -175,12 +177,15 @@ def low_label_report(run, pool_emb: Embeddings, pool_pos: np.ndarray, test_emb: 
 
     row_of = {int(p): r for r, p in enumerate(pos)}
     ft_train = ft_test = None
+    semi = semi if finetune else None
     if finetune:
         needed = sorted({int(p) for sp in splits.values() for part in ("train", "val") for p in sp[part]})
+        if semi is not None:                                      # the unlabelled pool: every item with the tower
+            needed = sorted(set(needed) | {int(p) for p in pos})
         ft_train = load_inputs(pool_ds, run.spec, run.tokenizer, modality, needed, num_workers=run.cfg.data.num_workers)
         ft_test = load_inputs(test_ds, run.spec, run.tokenizer, modality, tpos.tolist(),
                               num_workers=run.cfg.data.num_workers)
-    protocols = ("linear_probe", "knn") + (("finetune",) if finetune else ())
+    protocols = ("linear_probe", "knn") + (("finetune",) if finetune else ()) + (("semi_supervised",) if semi else ())
     runs: dict[str, dict[str, list[dict]]] = {p: {} for p in protocols}
     seconds = dict.fromkeys(protocols, 0.0)
     for f in fractions:
@@ -206,6 +211,14 @@ def low_label_report(run, pool_emb: Embeddings, pool_pos: np.ndarray, test_emb: 
                 seconds["finetune"] += r["seconds"]
                 runs["finetune"].setdefault(fraction_key(f), []).append({**base, **r})
                 tick(f"fine-tuning: fraction {f:g}, seed {s}")
+            if semi is not None:
+                assert ft_train is not None and ft_test is not None
+                fixmatch = FixMatch(ft_train.select(unlabelled_positions(pos, sp["val"])), semi, s)
+                r = finetune_classifier(run.model, modality, ft_train.select(sp["train"]), ft_train.select(sp["val"]),
+                                        ft_test, n_classes, ft_cfg, seed=s, semi=fixmatch)
+                seconds["semi_supervised"] += r["seconds"]
+                runs["semi_supervised"].setdefault(fraction_key(f), []).append({**base, **r})
+                tick(f"semi-supervised fine-tuning: fraction {f:g}, seed {s}")
     return {
         "modality": modality,
         "features": {
@@ -215,6 +228,8 @@ def low_label_report(run, pool_emb: Embeddings, pool_pos: np.ndarray, test_emb: 
                    f" ({x.shape[1]}-d, cosine)",
             **({"finetune": f"{modality} tower unfrozen + linear head on its pooled features "
                             f"(W={run.model.feature_dim(modality)}), AdamW, {ft_cfg.steps} steps"} if finetune else {}),
+            **({"semi_supervised": f"the same fine-tune + FixMatch on the unlabelled pool (τ={semi.threshold}, "
+                                   f"μ={semi.unlabelled_ratio}, λ_u={semi.weight})"} if semi else {}),
         },
         "fractions": list(fractions),
         "seeds": list(seeds),
@@ -225,6 +240,7 @@ def low_label_report(run, pool_emb: Embeddings, pool_pos: np.ndarray, test_emb: 
         "protocols": {p: {k: _summarise_fraction(v) for k, v in runs[p].items()} for p in protocols},
         "seconds": {p: round(v, 3) for p, v in seconds.items()},
         "finetune_config": vars(ft_cfg) if finetune else None,
+        "semi_supervised_config": vars(semi) if semi else None,
     }
 
 
