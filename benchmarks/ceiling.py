@@ -1,13 +1,15 @@
 """How much of what the built-in data offers does `hssl train` learn? Floors, the run, the ceiling.
 
 On the built-in scenes (the preset's train / val splits, its preprocessing), for each scene attribute
-(shape, colour, size, position, texture), side by side:
+(shape, colour, size, position, texture), side by side, for one tower (``--modality``: ``image``, or
+``seq_sensor`` for a run trained on ``builtin:sensor=true``):
 
-* floors  — linear probes on raw pixels (16×16 average-pooled) and on a random-init image tower of
-            the preset's architecture;
-* the run — a linear probe on the frozen image features of a trained run, and its zero-shot accuracy
+* floors  — linear probes on the raw input (pixels 16×16 average-pooled; sensor frames normalised,
+            zero-padded to the longest and flattened) and on a random-init tower of the preset's
+            architecture;
+* the run — a linear probe on the frozen tower features of a trained run, and its zero-shot accuracy
             from text prompts (``metrics.json``);
-* ceiling — the preset's image tower trained *supervised* on that attribute for the run's own
+* ceiling — the preset's tower trained *supervised* on that attribute for the run's own
             budget (train.steps × train.batch_size samples, AdamW, the same lr schedule).
 
 Probes train on 10 % of the train split (and on all of it), choose λ on a disjoint 1000-item slice of
@@ -16,6 +18,7 @@ the train split, and are scored on the val split the run reports on. "gap closed
 
     .venv/bin/python benchmarks/ceiling.py --run runs/small            # a finished `hssl train` run
     .venv/bin/python benchmarks/ceiling.py --config small --train-run  # train the default run first
+    .venv/bin/python benchmarks/ceiling.py --run runs/sensor --modality seq_sensor --out benchmarks/results/ceiling_sensor.json
 
 Prints a rich table and writes benchmarks/results/ceiling.json (with the CPU model and ISA flags).
 """
@@ -26,6 +29,7 @@ import argparse
 import json
 import math
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +39,14 @@ from rich.console import Console
 from rich.table import Table
 
 from edge_runtime.machine import machine_info
+from edge_runtime.modalities import sequence_stream
+from edge_runtime.sequence import pad_sequences
 from hybridssl.app.train import train_run
 from hybridssl.config import load_config
 from hybridssl.data.splits import build_datasets
 from hybridssl.data.synthetic_text import ATTRIBUTES
 from hybridssl.evaluation.probes import linear_probe
-from hybridssl.preprocessing import preprocess_image
+from hybridssl.preprocessing import preprocess_image, preprocess_sequence
 from hybridssl.runs import build_model, load_run
 from hybridssl.schedule import warmup_cosine
 
@@ -48,20 +54,50 @@ OUT = Path(__file__).parent / "results" / "ceiling.json"
 VAL_ITEMS = 1000
 
 
-def images_and_attributes(dataset, spec) -> tuple[torch.Tensor, np.ndarray]:
-    """(N, 3, S, S) preprocessed images and (N, 5) attribute value indices of a built-in split."""
+@dataclass
+class Inputs:
+    """A split's tower inputs (x, and the frame mask of a sequence) and (N, 5) attribute value indices."""
+
+    x: torch.Tensor
+    mask: torch.Tensor | None
+    y: np.ndarray
+
+    def rows(self, idx) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.x[idx], None if self.mask is None else self.mask[idx]
+
+    def raw(self) -> np.ndarray:
+        """The raw-input floor's features: pixels 16×16 average-pooled, or the flattened frames."""
+        return F.adaptive_avg_pool2d(self.x, 16).flatten(1).numpy() if self.mask is None else self.x.flatten(1).numpy()
+
+
+def split_inputs(dataset, spec, modality: str) -> Inputs:
+    """The preprocessed ``modality`` inputs of a built-in split (sequences padded to the spec's longest)."""
     xs, ys = [], []
     for i in range(len(dataset)):
         s = dataset[i]
-        xs.append(preprocess_image(s.image, spec))
+        if modality == "image":
+            xs.append(preprocess_image(s.image, spec.image))
+        else:
+            stream = spec.sequences[sequence_stream(modality)]
+            xs.append(preprocess_sequence(s.features[sequence_stream(modality)], stream)[0])
         ys.append([ATTRIBUTES[a].index(s.meta["attributes"][a]) for a in ATTRIBUTES])
-    return torch.stack(xs), np.asarray(ys, dtype=np.int64)
+    y = np.asarray(ys, dtype=np.int64)
+    if modality == "image":
+        return Inputs(torch.stack(xs), None, y)
+    stream = spec.sequences[sequence_stream(modality)]
+    frames, mask = pad_sequences(xs, replace(stream, max_frames=stream.max_tokens * stream.patch))
+    t = stream.max_tokens * stream.patch
+    full = np.zeros((len(xs), t, stream.dim), np.float32)
+    full_mask = np.zeros((len(xs), t), bool)
+    full[:, : frames.shape[1]], full_mask[:, : mask.shape[1]] = frames, mask.astype(bool)
+    return Inputs(torch.from_numpy(full), torch.from_numpy(full_mask), y)
 
 
 @torch.inference_mode()
-def tower_features(model, x: torch.Tensor, batch: int = 256) -> np.ndarray:
+def tower_features(model, data: Inputs, modality: str, batch: int = 256) -> np.ndarray:
     model.eval()
-    return torch.cat([model.forward_features("image", x[i:i + batch]) for i in range(0, len(x), batch)]).numpy()
+    return torch.cat([model.forward_features(modality, *data.rows(slice(i, i + batch)))
+                      for i in range(0, len(data.x), batch)]).numpy()
 
 
 def probes(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, n_classes: int,
@@ -75,14 +111,14 @@ def probes(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y:
     return out
 
 
-def supervised_ceiling(cfg, x: torch.Tensor, y: np.ndarray, test_x: torch.Tensor, test_y: np.ndarray,
-                       n_classes: int) -> float:
-    """The preset's image tower + a linear head trained with cross-entropy for the run's budget."""
+def supervised_ceiling(cfg, data: Inputs, y: np.ndarray, test: Inputs, test_y: np.ndarray,
+                       n_classes: int, modality: str) -> float:
+    """The preset's tower + a linear head trained with cross-entropy for the run's budget."""
     tc = cfg.train
     torch.manual_seed(tc.seed)
-    model = build_model(cfg, 1, ("image",))
-    head = torch.nn.Linear(model.feature_dim("image"), n_classes)
-    params = [*model.tower_parameters("image"), *head.parameters()]
+    model = build_model(cfg, 1, (modality,))
+    head = torch.nn.Linear(model.feature_dim(modality), n_classes)
+    params = [*model.tower_parameters(modality), *head.parameters()]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=tuple(tc.betas))
     gen = torch.Generator().manual_seed(tc.seed)
     labels = torch.from_numpy(y)
@@ -90,13 +126,13 @@ def supervised_ceiling(cfg, x: torch.Tensor, y: np.ndarray, test_x: torch.Tensor
     for step in range(tc.steps):
         for g in opt.param_groups:
             g["lr"] = tc.lr * warmup_cosine(step, tc.steps, tc.warmup_steps, tc.min_lr_ratio)
-        idx = torch.randint(0, len(x), (tc.batch_size,), generator=gen)
-        loss = F.cross_entropy(head(model.forward_features("image", x[idx])), labels[idx])
+        idx = torch.randint(0, len(data.x), (tc.batch_size,), generator=gen)
+        loss = F.cross_entropy(head(model.forward_features(modality, *data.rows(idx))), labels[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, tc.grad_clip if tc.grad_clip > 0 else math.inf)
         opt.step()
-    feats = torch.from_numpy(tower_features(model, test_x))
+    feats = torch.from_numpy(tower_features(model, test, modality))
     with torch.inference_mode():
         pred = head(feats).argmax(1).numpy()
     return 100.0 * float((pred == test_y).mean())
@@ -110,6 +146,7 @@ def main() -> None:
     ap.add_argument("--attributes", default=",".join(ATTRIBUTES))
     ap.add_argument("--fractions", default="0.1,1.0", help="label fractions of the probes")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--modality", default="image", help="the tower: image, or seq_sensor (builtin:sensor=true runs)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     if args.threads:
@@ -126,23 +163,23 @@ def main() -> None:
     cfg = loaded.cfg if loaded is not None else load_config(args.config)
     t = time.process_time()
     train_set, val_set = build_datasets(cfg.data, cfg.train.seed)
-    x, y = images_and_attributes(train_set, cfg.preprocess.image)
-    tx, ty = images_and_attributes(val_set, cfg.preprocess.image)
+    m = args.modality
+    train_in, test_in = split_inputs(train_set, cfg.preprocess, m), split_inputs(val_set, cfg.preprocess, m)
+    y, ty = train_in.y, test_in.y
     seconds["data"] = time.process_time() - t
 
     t = time.process_time()
-    raw = F.adaptive_avg_pool2d(x, 16).flatten(1).numpy()
-    raw_test = F.adaptive_avg_pool2d(tx, 16).flatten(1).numpy()
+    raw, raw_test = train_in.raw(), test_in.raw()
     torch.manual_seed(cfg.train.seed)
-    random_tower = build_model(cfg, 1, ("image",))
-    rand, rand_test = tower_features(random_tower, x), tower_features(random_tower, tx)
-    feats = tower_features(loaded.model, x) if loaded is not None else None
-    feats_test = tower_features(loaded.model, tx) if loaded is not None else None
+    random_tower = build_model(cfg, 1, (m,))
+    rand, rand_test = tower_features(random_tower, train_in, m), tower_features(random_tower, test_in, m)
+    feats = tower_features(loaded.model, train_in, m) if loaded is not None else None
+    feats_test = tower_features(loaded.model, test_in, m) if loaded is not None else None
     seconds["features"] = time.process_time() - t
     zero_shot = {}
     if loaded is not None and (run_dir / "metrics.json").exists():
         per = json.loads((run_dir / "metrics.json").read_text())["heldout"].get("zero_shot_attributes", {})
-        zero_shot = {a: v.get("image", {}).get("accuracy") for a, v in per.items()}
+        zero_shot = {a: v.get(m, {}).get("accuracy") for a, v in per.items()}
 
     rows = {}
     for a in attributes:
@@ -157,7 +194,7 @@ def main() -> None:
             row["run_zero_shot"] = zero_shot.get(a)
         seconds[f"probes {a}"] = time.process_time() - t
         t = time.process_time()
-        row["supervised"] = supervised_ceiling(cfg, x, y[:, k], tx, ty[:, k], n_classes)
+        row["supervised"] = supervised_ceiling(cfg, train_in, y[:, k], test_in, ty[:, k], n_classes, m)
         seconds[f"supervised {a}"] = time.process_time() - t
         f = f"{fractions[0]:g}"
         floor = max(row["raw_pixels"][f], row["random_tower"][f])
@@ -167,9 +204,9 @@ def main() -> None:
         Console().print(f"{a}: {json.dumps(row)}")
 
     f = f"{fractions[0]:g}"
-    table = Table(title=f"What the image tower learns (held-out accuracy %, probes on {100 * fractions[0]:g} % labels; "
+    table = Table(title=f"What the {m} tower learns (held-out accuracy %, probes on {100 * fractions[0]:g} % labels; "
                         f"ceiling: supervised, {cfg.train.steps}×{cfg.train.batch_size} samples)")
-    for col in ("attribute", "chance", "raw pixels", "random-init tower", "hssl probe", "hssl zero-shot",
+    for col in ("attribute", "chance", "raw input", "random-init tower", "hssl probe", "hssl zero-shot",
                 "supervised ceiling", "gap closed"):
         table.add_column(col, justify="left" if col == "attribute" else "right")
     fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
@@ -178,7 +215,7 @@ def main() -> None:
                       fmt(r.get("run_probe", {}).get(f)), fmt(r.get("run_zero_shot")), fmt(r["supervised"]),
                       "-" if "gap_closed" not in r else f"{100 * r['gap_closed']:.0f} %")
     Console().print(table)
-    result = {"config": cfg.name, "run": str(run_dir) if loaded is not None else None, "fractions": fractions,
+    result = {"config": cfg.name, "modality": m, "run": str(run_dir) if loaded is not None else None, "fractions": fractions,
               "budget": {"steps": cfg.train.steps, "batch_size": cfg.train.batch_size}, "rows": rows,
               "cpu_seconds": {k: round(v, 1) for k, v in seconds.items()}, "threads": torch.get_num_threads(),
               "machine": machine_info()}

@@ -22,6 +22,8 @@ def ablate(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="extra config override for every variant")] = None,
     log: Annotated[Optional[list[str]], typer.Option("--log", help="experiment tracker: tensorboard | mlflow | wandb "
                                                                    "(repeatable; offline by default)")] = None,
+    modality: Annotated[Optional[str], typer.Option(help="tower of the low-label columns, e.g. seq_sensor "
+                                                         "(default: image, else audio, text, a sequence)")] = None,
 ) -> None:
     from hybridssl.app.ablation import METRIC_NAMES, attribute_metrics, run_ablation
 
@@ -29,7 +31,7 @@ def ablate(
         raise ValueError("--seeds must be at least 1")
     with PhaseProgress("ablate") as bar:
         result = run_ablation(config, data or ["builtin"], tuple(range(seeds)), out, quick,
-                              [*(set_ or []), *log_override(log)], bar.update)
+                              [*(set_ or []), *log_override(log)], bar.update, modality=modality)
     for spec, per in result["table"].items():
         metrics = [m for m in METRIC_NAMES if any(m in v for v in per.values())]
         console.print(_table(f"Ablation on {spec} (%, mean ± std over {seeds} seed(s))", per, metrics,

@@ -74,7 +74,8 @@ def distill(
     teacher: Annotated[Path, typer.Option("--teacher", "-t", help="teacher run directory (written by hssl train)")],
     student: Annotated[str, typer.Option(help="student name(s), comma-separated, each filling its modality: "
                                               "mobilevit[_xxs|_xs|_s], mobilenetv3_small|large, efficientnet_b0, "
-                                              "vit_tiny, text_tiny|small, audio_cnn|audio_vit_tiny")] = "mobilevit",
+                                              "vit_tiny, text_tiny|small, audio_cnn|audio_vit_tiny, seq_tcn|seq_tiny "
+                                              "(default: mobilevit, text_tiny, audio_cnn, seq_tcn)")] = "",
     modalities: Annotated[Optional[str], typer.Option(help="modalities to distil, comma-separated (default: the "
                                                            "teacher's)")] = None,
     steps: Annotated[Optional[int], typer.Option(help="optimizer steps (default: the teacher's)")] = None,
@@ -101,7 +102,7 @@ def distill(
     if rebuild_cache:
         overrides.append("distill.rebuild_cache=true")
     mods = parse_list(modalities, "--modalities") if modalities is not None else None
-    run_dir = out or Path("runs") / f"{teacher.name}-{student.replace(',', '+')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = out or Path("runs") / f"{teacher.name}-{(student or 'students').replace(',', '+')}-{time.strftime('%Y%m%d-%H%M%S')}"
     console.print(f"[bold]hssl distill[/] teacher [cyan]{teacher}[/] student [cyan]{student}[/] → {run_dir}")
     bars = Bars(enabled=not no_progress)
     try:

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from cli.console import console, kv_table, progress_bar, warn
 from cli.options import parse_list, parse_positive_ints
-from edge_runtime.schema import MODALITIES
+from edge_runtime.modalities import MODALITIES
 
 BundleArg = Annotated[Path, typer.Argument(help="a bundle folder written by hssl export")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="auto | onnxruntime | openvino | tensorrt")]

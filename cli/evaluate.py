@@ -28,19 +28,19 @@ def parse_fractions(text: str) -> tuple[float, ...]:
 
 
 def _pm(summary: dict[str, Any] | None) -> str:
-    return "-" if summary is None else f"{summary['mean']:.1f} ± {summary['std']:.1f}"
+    return "-" if summary is None else f"{summary['mean']:.1f}±{summary['std']:.1f}"
 
 
 def low_label_table(low: dict[str, Any]) -> Table:
     t = Table(title=f"Low-label protocols, {low.get('modality', '?')} tower (%, mean ± std over seeds; "
                     f"chance {low.get('chance', float('nan')):.1f})")
-    for col in ("protocol", "labels", "train n", "accuracy", "macro-F1", "missing cls"):
+    for col in ("protocol", "labels", "n", "accuracy", "macro-F1", "weighted F1", "missing"):
         t.add_column(col, justify="left" if col == "protocol" else "right", no_wrap=True)
     for name, by_fraction in low.get("protocols", {}).items():
         for f, r in sorted(by_fraction.items(), key=lambda kv: float(kv[0])):
             missing = max((len(m) for m in r["missing_classes"]), default=0)
             t.add_row(name, f"{100 * float(f):g}%", "/".join(str(n) for n in sorted(set(r["n_train"]))),
-                      _pm(r["accuracy"]), _pm(r["macro_f1"]), "skipped" if r.get("skipped") else str(missing))
+                      _pm(r["accuracy"]), _pm(r["macro_f1"]), _pm(r.get("weighted_f1")), "skipped" if r.get("skipped") else str(missing))
     return t
 
 

@@ -29,7 +29,7 @@ from distill.config import DistillConfig, split_overrides
 from distill.students import StudentSpec, build_student_model, resolve_students, student_entry
 from distill.task import CachedTeacher, DistillCollator, DistillTask, LiveTeacher, TaggedDataset
 from distill.trainer import DistillTrainer
-from edge_runtime.schema import MODALITIES
+from edge_runtime.modalities import MODALITIES, is_modality, ordered_modalities
 from hybridssl.app.api import TrainResult, config_overrides
 from hybridssl.app.tracked import log_run_end, run_tracking
 from hybridssl.app.train import render_report
@@ -82,9 +82,10 @@ def student_run_config(teacher: RunConfig, overrides: Sequence[str], image_size:
 def check_request(teacher: LoadedRun, cfg: RunConfig, modalities: Sequence[str]) -> None:
     """Refuse what the teacher cannot teach: a modality it lacks, text without its tokenizer, and text or
     audio preprocessing that differs from the teacher's (the student must read what the teacher read)."""
-    unknown = [m for m in modalities if m not in MODALITIES]
+    unknown = [m for m in modalities if not is_modality(m)]
     if unknown or not modalities:
-        raise ValueError(f"modalities must be a non-empty subset of {', '.join(MODALITIES)}, got {', '.join(modalities)}")
+        raise ValueError(f"modalities must be a non-empty subset of {', '.join(MODALITIES)}, seq_<stream>; "
+                         f"got {', '.join(modalities)}")
     missing = [m for m in modalities if m not in teacher.model.modalities]
     if missing:
         raise ValueError(f"the teacher run {teacher.run_dir} has no {', '.join(missing)} tower (it has "
@@ -183,8 +184,8 @@ def distill_run(teacher: str | Path, out: str | Path, *, student: str | None = N
 def _distill(t: LoadedRun, folder: Path, dcfg: DistillConfig, cfg: RunConfig, run_dir: Path,
              on_step: Callable[[StepLog], None] | None, on_start: Callable[[Trainer], None] | None,
              progress: Progress | None) -> dict[str, Any]:
-    modalities = tuple(m for m in MODALITIES if m in (dcfg.modalities or t.model.modalities))
-    named = [student_entry(n).modality for n in dcfg.student.split(",") if n.strip()]
+    modalities = ordered_modalities(dcfg.modalities or t.model.modalities)
+    named = [k for k in (student_entry(n).modality for n in dcfg.student.split(",") if n.strip()) if k != "sequence"]
     check_request(t, cfg, modalities if dcfg.modalities else tuple(dict.fromkeys(modalities + tuple(named))))
     towers = resolve_students(dcfg.student, modalities)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -240,7 +241,7 @@ def _fit_and_report(trainer: DistillTrainer, on_step: Callable[[StepLog], None],
     return metrics
 
 
-def distill(teacher: str | Path, out: str | Path, *, student: str = "mobilevit", log: Sequence[str] = (),
+def distill(teacher: str | Path, out: str | Path, *, student: str = "", log: Sequence[str] = (),
             overrides: Sequence[str] = (), **options: Any) -> TrainResult:
     """The Python API's ``distill.distill``: :func:`distill_run` with keyword config overrides
     (``section__key=value``, as :func:`hybridssl.app.api.train` takes them) and a ``TrainResult``.

@@ -29,7 +29,7 @@ FEATURE_KINDS = ("cosine", "mse")
 
 @dataclass
 class DistillConfig:
-    student: str = "mobilevit"          # student names, comma-separated; each fills its own modality
+    student: str = ""                   # student names, comma-separated; each fills its own modality ("": defaults)
     modalities: tuple[str, ...] = ()    # () = every modality of the teacher
     image_size: int = 0                 # student input size; 0 = the teacher's
     feature_loss_kind: str = "cosine"   # cosine | mse

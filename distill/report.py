@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from edge_runtime.schema import MODALITIES
+from edge_runtime.modalities import is_sequence, ordered_modalities, sequence_stream
 from hybridssl.checkpoint import atomic_write_text
 from hybridssl.evaluation.evaldata import resolve_data
 from hybridssl.evaluation.finetune import FinetuneConfig, pick_modality
@@ -62,7 +62,8 @@ def tower_parameters_count(model: Any, modality: str) -> int:
 
 
 def example_inputs(modality: str, spec: PreprocessSpec, vocab_size: int, batch: int = 1) -> tuple[Tensor, ...]:
-    """A random model input of one modality: image (B, 3, S, S), text ids + attention (B, L), log-mel (B, 1, M, T)."""
+    """A random model input of one modality: image (B, 3, S, S), text ids + attention (B, L), log-mel
+    (B, 1, M, T), sequence frames + frame mask (B, T_max, D)."""
     g = torch.Generator().manual_seed(0)
     if modality == "image":
         return (torch.randn(batch, 3, spec.image.size, spec.image.size, generator=g),)
@@ -73,6 +74,10 @@ def example_inputs(modality: str, spec: PreprocessSpec, vocab_size: int, batch: 
             raise ValueError("text inputs need the run's tokenizer")
         ids = torch.randint(5, vocab_size, (batch, spec.text.max_length), generator=g)
         return ids, torch.ones(batch, spec.text.max_length, dtype=torch.bool)
+    if is_sequence(modality):                                   # the longest sequence the tower takes
+        seq = spec.sequences[sequence_stream(modality)]
+        t = seq.max_tokens * seq.patch
+        return torch.randn(batch, t, seq.dim, generator=g), torch.ones(batch, t, dtype=torch.bool)
     raise ValueError(f"unknown modality {modality!r}")
 
 
@@ -142,7 +147,7 @@ def cross_retrieval(student: tuple, teacher: tuple, student_modalities: Sequence
     (s_emb, s_pos), (t_emb, t_pos) = student, teacher
     out: dict[str, dict[str, float]] = {}
     for a in student_modalities:
-        for b in MODALITIES:
+        for b in ordered_modalities(t_emb.by_modality):
             if b == a or a not in s_emb.by_modality or b not in t_emb.by_modality:
                 continue
             t_row = {int(t_pos[i]): r for r, i in enumerate(t_emb.index[b])}        # position → teacher row

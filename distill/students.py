@@ -21,7 +21,11 @@ Registered students (``@register_student``; :func:`create_student` builds one by
   final LayerNorm exactly like the teacher's text tower;
 * audio, on the teacher's normalised log-mel: ``audio_cnn`` (4 stride-2 3×3 conv/BN/ReLU stages,
   16→128 channels, global average pool) and ``audio_vit_tiny`` (16×10 spectrogram patches, width 96,
-  2 blocks, 3 heads, mean-pooled).
+  2 blocks, 3 heads, mean-pooled);
+* feature sequences (every ``seq_<stream>`` tower, on the teacher's normalised frames and its
+  stream spec): ``seq_tcn`` (a temporal CNN: frame projection, 3 residual dilated 1-D convolutions
+  k = 5 at dilations 1/2/4, width 96, masked mean) and ``seq_tiny`` (the teacher's frame tokens,
+  width 64, 2 blocks, 2 heads, masked mean).
 
 :class:`StudentModel` holds one tower per modality and offers the tower interface of
 :class:`hybridssl.models.hybrid.HybridModel` (``modalities``, ``forward_features``, ``forward_head``,
@@ -39,14 +43,18 @@ from typing import Any, cast
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from edge_runtime.schema import MODALITIES
+from distill.sequence_encoders import TemporalCNN, TinySequenceEncoder, masked_mean
+from edge_runtime.modalities import MODALITIES, is_sequence, ordered_modalities, sequence_stream
 from hybridssl.preprocessing import PreprocessSpec
 
-#: the student of each modality when none is named
-DEFAULT_STUDENTS = {"image": "mobilevit_xxs", "text": "text_tiny", "audio": "audio_cnn"}
+#: the student of each modality when none is named ("sequence": every seq_<stream> tower)
+DEFAULT_STUDENTS = {"image": "mobilevit_xxs", "text": "text_tiny", "audio": "audio_cnn", "sequence": "seq_tcn"}
+#: What a student is registered for: one of the fixed modalities, or every feature-sequence tower.
+STUDENT_KINDS = (*MODALITIES, "sequence")
 ALIASES = {"mobilevit": "mobilevit_xxs", "mobilenetv3": "mobilenetv3_small"}
 
-EncoderFactory = Callable[[PreprocessSpec, int], nn.Module]
+#: ``factory(preprocess, vocab_size, modality) -> encoder`` (modality: the tower it is built for)
+EncoderFactory = Callable[[PreprocessSpec, int, str], nn.Module]
 
 
 @dataclass(frozen=True)
@@ -61,10 +69,11 @@ _REGISTRY: dict[str, StudentEntry] = {}
 
 
 def register_student(name: str, modality: str, description: str) -> Callable[[EncoderFactory], EncoderFactory]:
-    """Register ``factory(preprocess, vocab_size) -> encoder`` (an ``nn.Module`` with ``width`` and
-    ``forward(x, attention=None) -> (B, width)``) as the student ``name`` of ``modality``."""
-    if modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; valid: {', '.join(MODALITIES)}")
+    """Register ``factory(preprocess, vocab_size, modality) -> encoder`` (an ``nn.Module`` with ``width``
+    and ``forward(x, attention=None) -> (B, width)``) as the student ``name`` of ``modality`` (one of
+    :data:`STUDENT_KINDS`)."""
+    if modality not in STUDENT_KINDS:
+        raise ValueError(f"unknown modality {modality!r}; valid: {', '.join(STUDENT_KINDS)}")
 
     def wrap(factory: EncoderFactory) -> EncoderFactory:
         if name in _REGISTRY or name in ALIASES:
@@ -103,12 +112,6 @@ class TimmImageEncoder(nn.Module):
 
     def forward(self, x: Tensor, attention: Tensor | None = None) -> Tensor:
         return self.net(x)                                              # (B, W)
-
-
-def masked_mean(tokens: Tensor, attention: Tensor) -> Tensor:
-    """Mean of tokens (B, L, W) over the positions where attention (B, L) is true → (B, W)."""
-    w = attention.to(tokens.dtype).unsqueeze(-1)                        # (B, L, 1)
-    return (tokens * w).sum(1) / w.sum(1).clamp_min(1.0)
 
 
 class TinyTextEncoder(nn.Module):
@@ -177,7 +180,7 @@ class SpectrogramViT(nn.Module):
 
 # ----------------------------------------------------------------------------- the registry
 def _timm(arch: str, description: str, name: str) -> None:
-    register_student(name, "image", description)(lambda spec, vocab: TimmImageEncoder(arch))
+    register_student(name, "image", description)(lambda spec, vocab, m: TimmImageEncoder(arch))
 
 
 _timm("mobilevit_xxs", "timm MobileViT-XXS (0.95 M backbone)", "mobilevit_xxs")
@@ -197,29 +200,40 @@ def vit_patch(size: int) -> int:
 
 
 @register_student("vit_tiny", "image", "timm ViT with ViT-Ti widths (192 × 12 × 3 heads), mean-pooled")
-def _vit_tiny(spec: PreprocessSpec, vocab_size: int) -> nn.Module:
+def _vit_tiny(spec: PreprocessSpec, vocab_size: int, modality: str) -> nn.Module:
     size = spec.image.size
     return TimmImageEncoder("vit_tiny_patch16_224", img_size=size, patch_size=vit_patch(size), global_pool="avg")
 
 
 @register_student("text_tiny", "text", "transformer, width 96, 2 blocks, 3 heads, teacher tokenizer")
-def _text_tiny(spec: PreprocessSpec, vocab_size: int) -> nn.Module:
+def _text_tiny(spec: PreprocessSpec, vocab_size: int, modality: str) -> nn.Module:
     return TinyTextEncoder(vocab_size, spec.text.max_length, 96, 2, 3)
 
 
 @register_student("text_small", "text", "transformer, width 128, 4 blocks, 4 heads, teacher tokenizer")
-def _text_small(spec: PreprocessSpec, vocab_size: int) -> nn.Module:
+def _text_small(spec: PreprocessSpec, vocab_size: int, modality: str) -> nn.Module:
     return TinyTextEncoder(vocab_size, spec.text.max_length, 128, 4, 4)
 
 
 @register_student("audio_cnn", "audio", "CNN on the log-mel, 4 stride-2 stages 16→128 channels")
-def _audio_cnn(spec: PreprocessSpec, vocab_size: int) -> nn.Module:
+def _audio_cnn(spec: PreprocessSpec, vocab_size: int, modality: str) -> nn.Module:
     return AudioCNN()
 
 
 @register_student("audio_vit_tiny", "audio", "spectrogram ViT, 16×10 patches, width 96, 2 blocks, 3 heads")
-def _audio_vit_tiny(spec: PreprocessSpec, vocab_size: int) -> nn.Module:
+def _audio_vit_tiny(spec: PreprocessSpec, vocab_size: int, modality: str) -> nn.Module:
     return SpectrogramViT(spec.audio.n_mels, spec.audio.num_frames, (16, 10), 96, 2, 3)
+
+
+@register_student("seq_tcn", "sequence", "temporal CNN, width 96, 3 dilated k=5 residual convs, masked mean")
+def _seq_tcn(spec: PreprocessSpec, vocab_size: int, modality: str) -> nn.Module:
+    return TemporalCNN(spec.sequences[sequence_stream(modality)].dim)
+
+
+@register_student("seq_tiny", "sequence", "transformer on the teacher's frame tokens, width 64, 2 blocks, 2 heads")
+def _seq_tiny(spec: PreprocessSpec, vocab_size: int, modality: str) -> nn.Module:
+    seq = spec.sequences[sequence_stream(modality)]
+    return TinySequenceEncoder(seq.dim, seq.patch, seq.max_tokens, 64, 2, 2)
 
 
 # ----------------------------------------------------------------------------- towers and the model
@@ -236,12 +250,24 @@ class StudentTower(nn.Module):
         nn.init.trunc_normal_(self.head.weight, std=0.02)
 
 
-def create_student(name: str, *, embed_dim: int, preprocess: PreprocessSpec, vocab_size: int = 0) -> StudentTower:
-    """Build the student tower ``name`` for inputs of ``preprocess``, projecting into ``embed_dim``."""
+def create_student(name: str, *, embed_dim: int, preprocess: PreprocessSpec, vocab_size: int = 0,
+                   modality: str | None = None) -> StudentTower:
+    """Build the student tower ``name`` for inputs of ``preprocess``, projecting into ``embed_dim``.
+    A sequence student needs the ``seq_<stream>`` tower it is for (``modality``)."""
     if embed_dim < 1:
         raise ValueError(f"embed_dim must be >= 1, got {embed_dim}")
     entry = student_entry(name)
-    return StudentTower(entry.name, entry.modality, entry.factory(preprocess, vocab_size), embed_dim)
+    modality = entry.modality if modality is None and entry.modality != "sequence" else modality
+    if modality is None or student_kind(modality) != entry.modality:
+        raise ValueError(f"student {entry.name!r} is a {entry.modality} student; it cannot be the {modality} tower")
+    if is_sequence(modality) and sequence_stream(modality) not in preprocess.sequences:
+        raise ValueError(f"the preprocessing spec has no feature stream {sequence_stream(modality)!r}")
+    return StudentTower(entry.name, modality, entry.factory(preprocess, vocab_size, modality), embed_dim)
+
+
+def student_kind(modality: str) -> str:
+    """The registry kind that serves ``modality``: itself, or ``"sequence"`` for a seq_<stream> tower."""
+    return "sequence" if is_sequence(modality) else modality
 
 
 class StudentModel(nn.Module):
@@ -255,7 +281,7 @@ class StudentModel(nn.Module):
             if t.modality != m:
                 raise ValueError(f"tower {t.name!r} is a {t.modality} student; it cannot be the {m} tower")
         self.towers = nn.ModuleDict(towers)
-        self.modalities = tuple(m for m in MODALITIES if m in towers)
+        self.modalities = ordered_modalities(towers)
 
     def _tower(self, modality: str) -> StudentTower:
         if modality not in self.towers:
@@ -308,7 +334,8 @@ def build_student_model(spec: StudentSpec, preprocess: PreprocessSpec) -> Studen
     """The StudentModel of ``spec`` for inputs of ``preprocess`` (fresh weights)."""
     towers = {}
     for m, name in spec.towers.items():
-        tower = create_student(name, embed_dim=spec.embed_dim, preprocess=preprocess, vocab_size=spec.vocab_size)
+        tower = create_student(name, embed_dim=spec.embed_dim, preprocess=preprocess, vocab_size=spec.vocab_size,
+                               modality=m)
         towers[m] = tower
     return StudentModel(towers)
 
@@ -320,12 +347,13 @@ def resolve_students(student: str, modalities: Sequence[str]) -> dict[str, str]:
     A named student whose modality is not requested, or two students for one modality, is an error.
     """
     chosen: dict[str, str] = {}
+    kinds = {student_kind(m) for m in modalities}
     for raw in (s for s in student.split(",") if s.strip()):
         entry = student_entry(raw)
-        if entry.modality not in modalities:
+        if entry.modality not in kinds:
             raise ValueError(f"student {raw.strip()!r} is a student for {entry.modality}, but the distilled "
                              f"modalities are {', '.join(modalities)}")
         if entry.modality in chosen:
             raise ValueError(f"two {entry.modality} students given: {chosen[entry.modality]!r} and {entry.name!r}")
         chosen[entry.modality] = entry.name
-    return {m: chosen.get(m, DEFAULT_STUDENTS[m]) for m in MODALITIES if m in modalities}
+    return {m: chosen.get(student_kind(m), DEFAULT_STUDENTS[student_kind(m)]) for m in ordered_modalities(modalities)}

@@ -35,8 +35,8 @@ from distill.config import DistillConfig
 from distill.feature_loss import feature_distillation
 from distill.logit_loss import logit_distillation
 from distill.students import StudentModel
-from edge_runtime.schema import MODALITIES
-from hybridssl.data.batching import Collator
+from edge_runtime.modalities import ordered_modalities
+from hybridssl.data.batching import Collator, model_inputs
 from hybridssl.data.sample import Sample
 from hybridssl.data.tagged import PositionTagged
 from hybridssl.losses.infonce import InfoNCELoss
@@ -106,11 +106,10 @@ class LiveTeacher:
     def __call__(self, batch: dict) -> dict[str, Side]:
         out: dict[str, Side] = {}
         for m in self.modalities:
-            if m == "text" and "text_ids" in batch:
-                out[m] = Side(self.model.embed(m, batch["text_ids"], batch["text_attn"]).float(), batch["text_idx"])
-            elif m != "text" and m in batch:
-                x = batch.get("teacher_image", batch["image"]) if m == "image" else batch[m]
-                out[m] = Side(self.model.embed(m, x).float(), batch[f"{m}_idx"])
+            inputs = model_inputs(batch, m)
+            if inputs is not None:
+                x = batch.get("teacher_image", batch["image"]) if m == "image" else inputs[0]
+                out[m] = Side(self.model.embed(m, x, inputs[1]).float(), batch[f"{m}_idx"])
         return out
 
 
@@ -150,8 +149,8 @@ def aligned(*sides: Side) -> tuple[list[Tensor], list[int]]:
 
 
 def distill_pairs(student: Sequence[str], teacher: Sequence[str]) -> list[tuple[str, str]]:
-    """Modality pairs (in :data:`edge_runtime.schema.MODALITIES`) of the teacher with at least one student side."""
-    present = [m for m in MODALITIES if m in teacher]
+    """Modality pairs (in the house order, :func:`edge_runtime.schema.ordered_modalities`) of the teacher with at least one student side."""
+    present = list(ordered_modalities(teacher))
     return [(a, b) for a, b in itertools.combinations(present, 2) if a in student or b in student]
 
 
@@ -179,10 +178,9 @@ class DistillTask(nn.Module):
     def _student(self, batch: dict) -> dict[str, Side]:
         out: dict[str, Side] = {}
         for m in self.model.modalities:
-            if m == "text" and "text_ids" in batch:
-                out[m] = Side(self.model.embed(m, batch["text_ids"], batch["text_attn"]), batch["text_idx"])
-            elif m != "text" and m in batch:
-                out[m] = Side(self.model.embed(m, batch[m]), batch[f"{m}_idx"])
+            inputs = model_inputs(batch, m)
+            if inputs is not None:
+                out[m] = Side(self.model.embed(m, *inputs), batch[f"{m}_idx"])
         return out
 
     def forward(self, batch: dict, step: int, generator: torch.Generator | None = None) -> TaskOutput:

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.schema import LIMITS, MAX_MANIFEST_BYTES, MODALITIES, BundleError, check_manifest, safe_file_name
+from edge_runtime.modalities import ordered_modalities
+from edge_runtime.schema import LIMITS, MAX_MANIFEST_BYTES, BundleError, check_manifest, safe_file_name
 
 CHUNK = 1 << 20
 
@@ -61,7 +62,7 @@ class Bundle:
 
     @property
     def modalities(self) -> tuple[str, ...]:
-        return tuple(m for m in MODALITIES if m in self.manifest["modalities"])
+        return ordered_modalities(self.manifest["modalities"])
 
     def precisions(self, modality: str) -> list[str]:
         """Every precision the bundle ships for ``modality``, its default first."""

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from edge_runtime.modalities import is_sequence
 from edge_runtime.validate import InputError
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".snd", ".caf", ".w64"})
@@ -42,7 +43,9 @@ def as_items(item: Any, modality: str) -> tuple[list[Any], bool]:
         if not isinstance(item, (list, tuple)):
             raise InputError(f"text must be a string or a list of strings, got {type(item).__name__}")
         return as_batch(item, lambda x: False)
-    raise InputError(f"unknown modality {modality!r} (valid: image, text, audio)")
+    if is_sequence(modality):               # one (T, D) array, a list of them, or an (N, T, D) array
+        return as_batch(item, lambda x: isinstance(x, np.ndarray) and x.ndim == 3)
+    raise InputError(f"unknown modality {modality!r} (valid: image, text, audio, seq_<stream>)")
 
 
 def as_batch(x: Any, is_array_batch: Any, pair: bool = False) -> tuple[list[Any], bool]:

@@ -2,7 +2,9 @@
 embedding / zero-shot classification on single items or batches.
 
 Embeddings: every ``embed_*`` returns float32 rows of unit L2 norm, ``(E,)`` for one item and
-``(N, E)`` for a batch (batches are run in chunks of ``batch_size``).
+``(N, E)`` for a batch (batches are run in chunks of ``batch_size``). Feature sequences (a
+``seq_<stream>`` tower): ``embed_sequence`` of a ``(T, D)`` array or a list of them (lengths may
+differ; :mod:`edge_runtime.sequence` normalises, pads and masks them).
 
 Zero-shot classification (CLIP, Radford et al. 2021): for labels c with prompts p_{c,1..P}
 (the manifest's ``labels.prompts[c]`` when present, else ``template.format(c)`` for the
@@ -31,10 +33,12 @@ import numpy as np
 from edge_runtime.backends import Backend, BackendError, choose_backend, open_backend
 from edge_runtime.bundle import Bundle, TowerFiles, read_bundle
 from edge_runtime.items import as_items, first_item, infer_modality
+from edge_runtime.modalities import TIME, is_sequence, sequence_stream
 from edge_runtime.preprocess import TextEncoder, load_waveform, log_mel, preprocess_image
 from edge_runtime.schema import BundleError
-from edge_runtime.spec import AudioSpec, ImageSpec, audio_spec, image_spec
-from edge_runtime.validate import InputError, check_feed, check_token_feed
+from edge_runtime.sequence import preprocess_sequences
+from edge_runtime.spec import AudioSpec, ImageSpec, SequenceSpec, audio_spec, image_spec, sequence_spec
+from edge_runtime.validate import InputError, check_feed, check_frame_feed, check_token_feed
 
 _T = TypeVar("_T")
 
@@ -74,6 +78,8 @@ class EdgeModel:
         prep = bundle.manifest["preprocessing"]
         self.image_spec: ImageSpec | None = image_spec(prep) if "image" in towers else None
         self.audio_spec: AudioSpec | None = audio_spec(prep) if "audio" in towers else None
+        self.sequence_specs: dict[str, SequenceSpec] = {m: sequence_spec(prep, sequence_stream(m))
+                                                        for m in towers if is_sequence(m)}
         self._label_cache: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
 
     # ------------------------------------------------------------------ loading
@@ -117,8 +123,9 @@ class EdgeModel:
         """One batch-of-one pass per tower (first-run allocations and graph specialisation)."""
         for m, tower in self.towers.items():
             feed = {}
+            patch = self.sequence_specs[m].patch if m in self.sequence_specs else 1
             for spec in tower.files.inputs:
-                shape = [1 if not isinstance(d, int) else d for d in spec["shape"]]
+                shape = [d if isinstance(d, int) else patch if d == TIME else 1 for d in spec["shape"]]
                 feed[spec["name"]] = np.ones(shape, dtype=spec["dtype"]) if spec["dtype"].startswith("int") else np.zeros(shape, dtype=spec["dtype"])
             self.run(m, feed)
 
@@ -167,9 +174,11 @@ class EdgeModel:
     def _checked_feed(self, feed: Any, tower: Tower) -> dict[str, np.ndarray]:
         """check_feed, plus token ids within the vocabulary and a valid mask for the text tower."""
         checked = check_feed(feed, tower.files.inputs, f"the {tower.modality} model")
+        names = [spec["name"] for spec in tower.files.inputs]
         if tower.modality == "text" and self.text is not None:
-            names = [spec["name"] for spec in tower.files.inputs]
             check_token_feed(checked[names[0]], checked[names[1]] if len(names) > 1 else None, self.text.vocab_size)
+        if tower.modality in self.sequence_specs:
+            check_frame_feed(checked[names[0]], checked[names[1]], self.sequence_specs[tower.modality])
         return checked
 
     def _check_output(self, out: np.ndarray, n: int, tower: Tower) -> np.ndarray:
@@ -223,6 +232,23 @@ class EdgeModel:
         several channels are averaged to mono."""
         return self.embed(audio, "audio", sample_rate)
 
+    def embed_sequence(self, frames: Any, modality: str | None = None) -> np.ndarray:
+        """A ``(T, D)`` array of frames (channels last) or a list of them, or an ``(N, T, D)`` array →
+        (E,) or (N, E). ``modality``: the ``seq_<stream>`` tower, needed only when the bundle has several.
+        InputError for NaN / inf, the wrong channel count, no frame or more than ``max_frames``."""
+        return self.embed(frames, modality or self._only_sequence_tower())
+
+    def _only_sequence_tower(self) -> str:
+        towers = list(self.sequence_specs)
+        if len(towers) != 1:
+            raise InputError(f"pass modality=...: the bundle has {'no' if not towers else 'several'} feature-sequence "
+                             f"towers ({', '.join(towers) or 'none'}; all towers: {', '.join(self.modalities)})")
+        return towers[0]
+
+    def preprocess_sequences(self, items: Sequence[Any], modality: str) -> dict[str, np.ndarray]:
+        self._tower(modality)
+        return preprocess_sequences(items, self.loaded_spec(self.sequence_specs.get(modality), modality))
+
     def embed(self, item: Any, modality: str | None = None, sample_rate: int | None = None) -> np.ndarray:
         """Embed one item → (E,), or a batch of one modality → (N, E); the modality is inferred
         when not given (:func:`infer_modality`)."""
@@ -238,6 +264,8 @@ class EdgeModel:
             return self.preprocess_images(items)
         if modality == "text":
             return self.preprocess_texts(items)
+        if is_sequence(modality):
+            return self.preprocess_sequences(items, modality)
         return self.preprocess_audios(items, sample_rate)
 
     # ------------------------------------------------------------------ classification

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from edge_runtime.modalities import MODALITIES, SEQUENCE_PREFIX, TIME, is_modality, is_sequence, sequence_stream
+
 FORMAT = "hssl-bundle"
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -22,8 +24,6 @@ MANIFEST_FILE = "manifest.json"
 REPORT_FILE = "report.json"
 TOKENIZER_FILE = "tokenizer.json"
 README_FILE = "README.md"
-#: The modalities, in the order every table, bundle and report lists them.
-MODALITIES = ("image", "text", "audio")
 PRECISIONS = ("fp32", "fp16", "int8")
 TARGETS = ("onnx", "onnxruntime", "openvino", "tensorrt")
 BACKENDS = ("onnxruntime", "openvino", "tensorrt")
@@ -39,14 +39,18 @@ DEFAULT_INFERENCE_PRECISION = "f32"
 MAX_MANIFEST_BYTES = 4 << 20
 #: Bounds a manifest must respect (docs/bundle.md, "Bounds").
 LIMITS = {"max_length": 4096, "image_size": 1024, "image_resize": 4096, "clip_seconds": 60.0, "n_mels": 512,
-          "dim": 65536, "elements": 1 << 28, "depth": 32}
-#: The dtype of every input of each modality's graph.
-INPUT_DTYPES = {"image": ("float32",), "audio": ("float32",), "text": ("int64",)}
+          "dim": 65536, "elements": 1 << 28, "depth": 32, "max_frames": 16384, "sequence_dim": 8192}
+#: The dtype of every input of each modality's graph (a sequence tower: ``frames`` float32, ``frame_mask`` int64).
+INPUT_DTYPES = {"image": ("float32",), "audio": ("float32",), "text": ("int64",), "sequence": ("float32", "int64")}
 BATCH = "batch"
 
 
 class BundleError(ValueError):
     """A bundle that is missing, malformed, incomplete or tampered with."""
+
+
+def input_dtypes(modality: str) -> tuple[str, ...]:
+    return INPUT_DTYPES["sequence" if is_sequence(modality) else modality] if is_modality(modality) else DTYPES
 
 
 def model_file_name(modality: str, target: str, precision: str) -> dict[str, str]:
@@ -102,7 +106,9 @@ def tower_io(modality: str, spec: Any, embed_dim: int) -> TowerIO:
     """The signature every tower of ``modality`` has, from the preprocessing spec
     (:class:`edge_runtime.spec.PreprocessSpec`): image ``pixels`` (B, 3, S, S) float32; text
     ``input_ids`` and ``attention_mask`` (B, L) int64 (1 = real token); audio ``log_mel``
-    (B, 1, M, T) float32; every tower outputs ``embedding`` (B, E) float32, L2-normalised."""
+    (B, 1, M, T) float32; a sequence tower ``frames`` (B, T, D) float32 and ``frame_mask`` (B, T)
+    int64 (1 = real frame), T dynamic (a multiple of the stream's ``patch``, at most ``max_frames``
+    rounded up to it); every tower outputs ``embedding`` (B, E) float32, L2-normalised."""
     if modality == "image":
         s = spec.image.size
         inputs: tuple[TensorSpec, ...] = (TensorSpec("pixels", (BATCH, 3, s, s), "float32"),)
@@ -111,6 +117,9 @@ def tower_io(modality: str, spec: Any, embed_dim: int) -> TowerIO:
         inputs = (TensorSpec("input_ids", (BATCH, n), "int64"), TensorSpec("attention_mask", (BATCH, n), "int64"))
     elif modality == "audio":
         inputs = (TensorSpec("log_mel", (BATCH, 1, spec.audio.n_mels, spec.audio.num_frames), "float32"),)
+    elif is_sequence(modality):
+        dim = spec.sequences[sequence_stream(modality)].dim
+        inputs = (TensorSpec("frames", (BATCH, TIME, dim), "float32"), TensorSpec("frame_mask", (BATCH, TIME), "int64"))
     else:
         raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
     return TowerIO(modality, inputs, (TensorSpec("embedding", (BATCH, embed_dim), "float32"),))
@@ -244,7 +253,7 @@ def check_manifest(m: Any, path: Path) -> None:
     mods = m.get("modalities")
     _need(isinstance(mods, dict) and len(mods) > 0, path, "modalities must be a non-empty object")
     for name, entry in mods.items():
-        _need(name in MODALITIES, path, f"unknown modality {name!r} (valid: {', '.join(MODALITIES)})")
+        _need(is_modality(name), path, f"unknown modality {name!r} (valid: {', '.join(MODALITIES)}, {SEQUENCE_PREFIX}<stream>)")
         _check_tower(entry, f"modalities.{name}", m, path, full=True)
     variants = m.get("variants") or {}
     _need(isinstance(variants, dict), path, "variants must be an object")
@@ -298,9 +307,9 @@ def _check_tower(entry: Any, where: str, m: dict[str, Any], path: Path, full: bo
                   f"<= {LIMITS['dim']}, at most {LIMITS['elements']} elements per item)")
     modality = where.split(".")[-1]
     for spec in entry["inputs"]:
-        _need(spec["dtype"] in INPUT_DTYPES.get(modality, DTYPES), path,
+        _need(spec["dtype"] in input_dtypes(modality), path,
               f"{where}.inputs.{spec['name']}: dtype {spec['dtype']} (the {modality} tower takes "
-              f"{' / '.join(INPUT_DTYPES.get(modality, DTYPES))})")
+              f"{' / '.join(input_dtypes(modality))})")
     out = entry["outputs"][0]
     _need(out["shape"][-1] == m["embed_dim"] and out["dtype"] == "float32", path,
           f"{where}.outputs[0] must be the float32 (batch, {m['embed_dim']}) embedding")

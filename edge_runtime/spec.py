@@ -10,6 +10,9 @@ Audio  : mono waveform at rate r → resample to ``sample_rate`` (band-limited s
          centre/reflect padding, HTK mel scale, no filter norm) → log(mel + log_offset) →
          (x − norm_mean)/norm_std → (1, n_mels, frames) float32.
 Text   : the run's ``tokenizer.json``; ``max_length`` tokens including [CLS]/[SEP], padded with [PAD].
+Sequence (one :class:`SequenceSpec` per feature stream, fitted on the training data): (T, D) float
+         frames → (x − mean)/std per channel → zero-padded at the end to a multiple of ``patch`` (and of
+         the longest item of the batch) with a frame mask (1 = real) → (B, T', D) float32 + (B, T') int64.
 
 :func:`image_spec` / :func:`audio_spec` read a manifest's ``preprocessing`` strictly (every field
 present, values within :data:`edge_runtime.schema.LIMITS`), raising :class:`BundleError`.
@@ -68,14 +71,38 @@ class TextSpec:
 
 
 @dataclass
+class SequenceSpec:
+    """One feature stream: ``dim`` channels per frame, at most ``max_frames`` frames, ``patch``
+    consecutive frames per token, per-channel ``mean`` / ``std`` (length ``dim``) for normalisation."""
+
+    dim: int
+    max_frames: int
+    patch: int = 1
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.mean = tuple(float(v) for v in self.mean) or (0.0,) * self.dim
+        self.std = tuple(float(v) for v in self.std) or (1.0,) * self.dim
+
+    @property
+    def max_tokens(self) -> int:
+        return -(-self.max_frames // self.patch)
+
+
+@dataclass
 class PreprocessSpec:
     image: ImageSpec = field(default_factory=ImageSpec)
     audio: AudioSpec = field(default_factory=AudioSpec)
     text: TextSpec = field(default_factory=TextSpec)
+    #: stream name → its spec (filled from the training data: :func:`hybridssl.app.train.prepare`)
+    sequences: dict[str, SequenceSpec] = field(default_factory=dict)
     version: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["sequences"] = {k: {**v, "mean": list(v["mean"]), "std": list(v["std"])} for k, v in d["sequences"].items()}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PreprocessSpec":
@@ -87,6 +114,7 @@ class PreprocessSpec:
             image=ImageSpec(**img),
             audio=AudioSpec(**d.get("audio", {})),
             text=TextSpec(**d.get("text", {})),
+            sequences={str(k): SequenceSpec(**v) for k, v in (d.get("sequences") or {}).items()},
             version=int(d.get("version", 1)),
         )
 
@@ -125,4 +153,24 @@ def audio_spec(preprocessing: dict[str, Any]) -> AudioSpec:
             or spec.n_fft > 1 << 16 or not all(math.isfinite(v) for v in (spec.norm_mean, spec.norm_std, spec.log_offset))):
         raise BundleError(f"manifest preprocessing.audio is beyond the bounds (clip_seconds <= {LIMITS['clip_seconds']}, "
                           f"n_mels <= {LIMITS['n_mels']}, sample_rate <= 192000, n_fft <= 65536, finite norms): {d}")
+    return spec
+
+
+def sequence_spec(preprocessing: dict[str, Any], stream: str) -> SequenceSpec:
+    """The manifest's ``preprocessing.sequences.<stream>`` as a SequenceSpec (BundleError when malformed
+    or beyond :data:`LIMITS`: ``max_frames``, ``sequence_dim``; finite means, positive finite stds)."""
+    d = (preprocessing.get("sequences") or {}).get(stream)
+    try:
+        if not isinstance(d, dict):
+            raise TypeError(f"no entry for stream {stream!r}")
+        mean, std = [float(v) for v in d["mean"]], [float(v) for v in d["std"]]
+        spec = SequenceSpec(int(d["dim"]), int(d["max_frames"]), int(d["patch"]), tuple(mean), tuple(std))
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"manifest preprocessing.sequences.{stream} is malformed ({e.__class__.__name__}: {e})") from None
+    if not (1 <= spec.dim <= LIMITS["sequence_dim"] and 1 <= spec.max_frames <= LIMITS["max_frames"]
+            and 1 <= spec.patch <= spec.max_frames and len(mean) == len(std) == spec.dim
+            and all(math.isfinite(v) for v in mean) and all(math.isfinite(v) and v > 0 for v in std)):
+        raise BundleError(f"manifest preprocessing.sequences.{stream} is malformed or beyond the bounds (dim <= "
+                          f"{LIMITS['sequence_dim']}, max_frames <= {LIMITS['max_frames']}, 1 <= patch <= max_frames, "
+                          f"dim finite means and positive stds)")
     return spec

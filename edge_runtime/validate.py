@@ -109,8 +109,8 @@ def check_text(text: Any) -> str:
 def check_feed(feed: Any, inputs: Sequence[Mapping[str, Any]], what: str = "model") -> dict[str, np.ndarray]:
     """Model inputs against the manifest's input specs ``[{"name", "shape", "dtype"}]``.
 
-    ``"batch"`` (any non-integer) dimensions are dynamic and must agree across inputs; the others are
-    fixed. Returns the feed as contiguous arrays.
+    Named dimensions (``"batch"``, ``"time"``: any non-integer) are dynamic, and the same name must
+    have the same size across inputs; the others are fixed. Returns the feed as contiguous arrays.
     """
     if not isinstance(feed, Mapping):
         raise InputError(f"{what} inputs must be a dict of arrays, got {type(feed).__name__}")
@@ -118,7 +118,7 @@ def check_feed(feed: Any, inputs: Sequence[Mapping[str, Any]], what: str = "mode
     if sorted(map(str, feed)) != sorted(expected):
         raise InputError(f"{what} expects inputs {expected}, got {sorted(map(str, feed))}")
     out: dict[str, np.ndarray] = {}
-    batch: set[int] = set()
+    dynamic: dict[str, set[int]] = {}
     for spec in inputs:
         name, value = spec["name"], feed[spec["name"]]
         if not isinstance(value, np.ndarray):
@@ -133,14 +133,15 @@ def check_feed(feed: Any, inputs: Sequence[Mapping[str, Any]], what: str = "mode
                 if got != want:
                     raise InputError(f"{what} input {name!r} must have shape {shape}, got {value.shape} (axis {i})")
             else:
-                batch.add(got)
+                dynamic.setdefault(str(want), set()).add(got)
         if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
             raise InputError(f"{what} input {name!r} holds non-finite values")
         out[name] = np.ascontiguousarray(value)
-    if len(batch) > 1:
-        raise InputError(f"{what} inputs disagree on the batch size: {sorted(batch)}")
-    if batch and min(batch) < 1:
-        raise InputError(f"{what} inputs hold an empty batch")
+    for axis, sizes in dynamic.items():
+        if len(sizes) > 1:
+            raise InputError(f"{what} inputs disagree on the {axis} size: {sorted(sizes)}")
+        if min(sizes) < 1:
+            raise InputError(f"{what} inputs hold an empty {axis} axis")
     return out
 
 
@@ -154,6 +155,19 @@ def check_token_feed(ids: np.ndarray, mask: np.ndarray | None, vocab_size: int) 
             raise InputError("the attention mask must hold only 0 and 1")
         if mask.ndim == 2 and (mask.sum(axis=1) == 0).any():
             raise InputError("every attention-mask row needs at least one real token")
+
+
+def check_frame_feed(frames: np.ndarray, mask: np.ndarray, spec: Any) -> None:
+    """A sequence feed: a 0/1 frame mask with a real frame in every row, a time axis that is a multiple
+    of the stream's ``patch`` and at most its ``max_tokens · patch`` (``spec``: a SequenceSpec)."""
+    t = frames.shape[1]
+    if t % spec.patch or t > spec.max_tokens * spec.patch:
+        raise InputError(f"the sequence feed has {t} frames; the tower takes a multiple of {spec.patch} up to "
+                         f"{spec.max_tokens * spec.patch} (pad with zeros and frame_mask 0)")
+    if mask.size and (int(mask.min()) < 0 or int(mask.max()) > 1):
+        raise InputError("the frame mask must hold only 0 and 1")
+    if (mask.sum(axis=1) == 0).any():
+        raise InputError("every frame-mask row needs at least one real frame")
 
 
 def check_embeddings(x: Any, dim: int | None = None, what: str = "embeddings") -> np.ndarray:

@@ -38,7 +38,8 @@ from typing import Any
 
 import torch
 
-from edge_runtime.schema import MODALITIES, PRECISIONS, README_FILE, TOKENIZER_FILE
+from edge_runtime.modalities import is_modality, ordered_modalities
+from edge_runtime.schema import PRECISIONS, README_FILE, TOKENIZER_FILE
 from export.backends import require
 from export.bundle import BundleWriter, bundle_readme
 from export.data import run_splits
@@ -59,14 +60,14 @@ SMALLEST_FIRST = ("int8", "fp16", "fp32")
 def select_modalities(available: Sequence[str], requested: Sequence[str] | None, run_dir: Path) -> tuple[str, ...]:
     """The towers to export, in bundle order; a requested tower the run lacks is an error."""
     if not requested:
-        return tuple(m for m in MODALITIES if m in available)
-    unknown = [m for m in requested if m not in MODALITIES]
+        return ordered_modalities(available)
+    unknown = [m for m in requested if not is_modality(m)]
     if unknown:
-        raise ValueError(f"unknown modalities {unknown}; choose from {', '.join(MODALITIES)}")
+        raise ValueError(f"unknown modalities {unknown}; choose from {', '.join(available)}")
     missing = [m for m in requested if m not in available]
     if missing:
         raise ValueError(f"{run_dir} has no {', '.join(missing)} tower (its towers: {', '.join(available)})")
-    return tuple(m for m in MODALITIES if m in requested)
+    return ordered_modalities(requested)
 
 
 def check_finite_weights(model: torch.nn.Module, run_dir: Path) -> None:

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from export.towers import torch_to_feeds
 from hybridssl.data.base import MultimodalDataset
-from hybridssl.data.batching import Collator, SafeDataset
+from hybridssl.data.batching import Collator, SafeDataset, model_inputs
 from hybridssl.data.splits import build_datasets
 from hybridssl.preprocessing import PreprocessSpec
 from hybridssl.tokenizer import TextTokenizer
@@ -32,10 +33,10 @@ def batch_feeds(batch: dict[str, Any], modality: str) -> dict[str, np.ndarray] |
             return None
         return {"input_ids": batch["text_ids"].numpy().astype(np.int64),
                 "attention_mask": batch["text_attn"].numpy().astype(np.int64)}
-    if modality not in batch:
+    inputs = model_inputs(batch, modality)
+    if inputs is None:
         return None
-    name = "pixels" if modality == "image" else "log_mel"
-    return {name: batch[modality].numpy().astype(np.float32)}
+    return torch_to_feeds(modality, *inputs)
 
 
 def calibration_feeds(dataset: MultimodalDataset, modality: str, spec: PreprocessSpec,

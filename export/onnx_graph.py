@@ -2,7 +2,8 @@
 
 Contract of every graph written here: the inputs and output of :func:`export.towers.tower_io`
 (names, dtypes, fixed non-batch dims, written onto the graph by :func:`pin_io_shapes` — the exporters
-leave e.g. the embedding width symbolic), the batch axis dynamic (``"batch"``), default-domain opset
+leave e.g. the embedding width symbolic), the batch axis dynamic (``"batch"``; a sequence tower's time
+axis too, ``"time"``), default-domain opset
 ``opset`` (≥ 17: ``LayerNormalization`` is a single op), IR version ≤ :data:`MAX_IR_VERSION` = 10
 (what ONNX Runtime ≥ 1.16, OpenVINO 2024+ and TensorRT 10's parser all load; onnx ≥ 1.19 stamps IR
 14 on hand-built graphs, which ONNX Runtime 1.31 refuses — the PERF.md gotcha), weights embedded (one
@@ -87,8 +88,14 @@ def pin_io_shapes(model, io: TowerIO) -> None:
                     dim.dim_param = d
 
 
+def dynamic_axes(io: TowerIO) -> dict[str, dict[int, str]]:
+    """``{value name: {axis: axis name}}`` of every named (dynamic) dimension of the signature."""
+    return {spec.name: {i: d for i, d in enumerate(spec.shape) if isinstance(d, str)}
+            for spec in (*io.inputs, *io.outputs)}
+
+
 def _export_legacy(tower: nn.Module, io: TowerIO, args: tuple, path: Path, opset: int) -> None:
-    axes = {name: {0: "batch"} for name in io.input_names + io.output_names}
+    axes = dynamic_axes(io)
     torch.onnx.export(tower, args, str(path), dynamo=False, opset_version=opset, input_names=io.input_names,
                       output_names=io.output_names, dynamic_axes=axes, do_constant_folding=True)
 
@@ -97,8 +104,8 @@ def _export_dynamo(tower: nn.Module, io: TowerIO, args: tuple, path: Path, opset
     import onnx
     from torch.export import Dim
 
-    batch = Dim("batch", min=1, max=4096)
-    shapes = {name: {0: batch} for name in io.input_names}
+    named = {"batch": Dim("batch", min=1, max=4096), "time": Dim("time", min=1, max=1 << 14)}
+    shapes = tuple({i: named[d] for i, d in enumerate(spec.shape) if isinstance(d, str)} for spec in io.inputs)
     program = torch.onnx.export(tower, args, None, dynamo=True, opset_version=opset, input_names=io.input_names,
                                 output_names=["__tower_output__"], dynamic_shapes=shapes, optimize=True,
                                 verbose=False)

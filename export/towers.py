@@ -10,11 +10,12 @@ modality   inputs (name, shape, dtype)                                     outpu
 image      ``pixels`` (B, 3, S, S) float32 — normalised pixels             ``embedding`` (B, E)
 text       ``input_ids`` (B, L) int64, ``attention_mask`` (B, L) int64      float32, ‖e‖₂ = 1
 audio      ``log_mel`` (B, 1, M, T) float32 — normalised log-mel
+seq_<s>    ``frames`` (B, T, D) float32, ``frame_mask`` (B, T) int64
 =========  ==============================================================  ====================
 
 S = ``spec.image.size``, L = ``spec.text.max_length``, M = ``spec.audio.n_mels``,
-T = ``spec.audio.num_frames``; B is the one dynamic axis (``"batch"``). The attention mask is 1 on
-real tokens (``TextTokenizer.encode``'s boolean mask cast to int64).
+T = ``spec.audio.num_frames``; B is dynamic (``"batch"``), and so is a sequence's T (``"time"``, a
+multiple of the stream's patch). The masks are 1 on real tokens / frames.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from edge_runtime.schema import MODALITIES, tower_io
+from edge_runtime.modalities import MODALITIES, is_sequence, sequence_stream
+from edge_runtime.schema import tower_io
 from hybridssl.models.interface import TowerModel
 from hybridssl.preprocessing import PreprocessSpec
 from hybridssl.tokenizer import TextTokenizer
@@ -43,15 +45,17 @@ class PatchTower(nn.Module):
         return self.model.embed(self.modality, x)
 
 
-class TextTower(nn.Module):
-    """input_ids (B, L) int64, attention_mask (B, L) int64 (1 = real token) → embedding (B, E)."""
+class MaskedTower(nn.Module):
+    """Text ``input_ids`` (B, L) int64 + ``attention_mask`` (B, L), or a sequence's ``frames`` (B, T, D)
+    float32 + ``frame_mask`` (B, T), int64 masks (1 = real) → embedding (B, E)."""
 
-    def __init__(self, model: TowerModel) -> None:
+    def __init__(self, model: TowerModel, modality: str) -> None:
         super().__init__()
         self.model = model
+        self.modality = modality
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        return self.model.embed("text", input_ids, attention_mask != 0)
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return self.model.embed(self.modality, x, mask != 0)
 
 
 
@@ -60,7 +64,8 @@ def tower_module(model: TowerModel, modality: str) -> nn.Module:
     """The exportable wrapper of one tower of ``model`` (in eval mode)."""
     if modality not in getattr(model, "modalities", ()):
         raise ValueError(f"the model has no {modality!r} tower (it has {', '.join(model.modalities)})")
-    return (TextTower(model) if modality == "text" else PatchTower(model, modality)).eval()
+    masked = modality == "text" or is_sequence(modality)
+    return (MaskedTower(model, modality) if masked else PatchTower(model, modality)).eval()
 
 
 def example_feeds(modality: str, spec: PreprocessSpec, tokenizer: TextTokenizer | None,
@@ -73,6 +78,13 @@ def example_feeds(modality: str, spec: PreprocessSpec, tokenizer: TextTokenizer 
         captions = [EXAMPLE_CAPTIONS[i % len(EXAMPLE_CAPTIONS)] for i in range(batch)]
         ids, attn = tokenizer.encode(captions)                               # (B, L) int64, (B, L) bool
         return {"input_ids": ids.astype(np.int64), "attention_mask": attn.astype(np.int64)}
+    if is_sequence(modality):                         # full-length items and one of half the length
+        seq = spec.sequences[sequence_stream(modality)]
+        t = seq.max_tokens * seq.patch
+        mask = np.ones((batch, t), dtype=np.int64)
+        mask[1::2, max(1, t // 2):] = 0
+        return {"frames": (rng.standard_normal((batch, t, seq.dim)) * mask[..., None]).astype(np.float32),
+                "frame_mask": mask}
     io = tower_io(modality, spec, 1)
     shape = (batch, *(int(d) for d in io.inputs[0].shape[1:]))
     return {io.inputs[0].name: rng.standard_normal(shape).astype(np.float32)}
@@ -96,9 +108,14 @@ def torch_to_feeds(modality: str, x: Tensor, attention: Tensor | None = None) ->
         if attention is None:
             raise ValueError("text needs its attention mask")
         return {"input_ids": x.cpu().numpy().astype(np.int64), "attention_mask": attention.cpu().numpy().astype(np.int64)}
+    if is_sequence(modality):
+        if attention is None:
+            raise ValueError(f"{modality} needs its frame mask")
+        return {"frames": x.detach().cpu().numpy().astype(np.float32),
+                "frame_mask": attention.cpu().numpy().astype(np.int64)}
     name = {"image": "pixels", "audio": "log_mel"}.get(modality)
     if name is None:
-        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES} or seq_<stream>")
     return {name: x.detach().cpu().numpy().astype(np.float32)}
 
 

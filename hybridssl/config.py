@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import yaml
 
-from edge_runtime.schema import MODALITIES
+from edge_runtime.modalities import MODALITIES, is_sequence, ordered_modalities
 from hybridssl.preprocessing import PreprocessSpec
 from hybridssl.tracking import check_trackers
 
@@ -67,9 +67,21 @@ class ModelConfig:
     audio_mask_ratio: float = 0.75
     text_mask_ratio: float = 0.15
     norm_pix_loss: bool = True
+    # Feature-sequence towers (one per stream the data carries, named seq_<stream>): masked-frame ratio,
+    # frames per token (0: the fewest that keep a sequence within 64 tokens) and the longest sequence kept.
+    sequence_mask_ratio: float = 0.3
+    sequence_patch: int = 0
+    sequence_max_frames: int = 512
     # Per-modality overrides of width/depth/heads, e.g. {"image": {"width": 192, "depth": 12, "heads": 3}}:
     # a larger vision tower than text tower, as in CLIP. Towers of different widths need shared_depth 0.
     towers: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def select_modalities(self, available: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+        """The towers to build for data carrying ``available``: the listed fixed modalities it has, and
+        every feature stream (``seq_*``) it has — or, when ``modalities`` names ``seq_`` towers, those only."""
+        named_sequences = any(is_sequence(m) for m in self.modalities)
+        return ordered_modalities(m for m in available
+                                  if m in self.modalities or (is_sequence(m) and not named_sequences))
 
     def tower(self, modality: str) -> tuple[int, int, int]:
         """(width, depth, heads) of one modality's tower: the global values unless ``towers`` overrides them."""

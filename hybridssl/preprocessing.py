@@ -11,6 +11,9 @@ Audio  : mono waveform at rate r → resample to ``sample_rate`` (torchaudio sin
          (x − norm_mean)/norm_std → (1, n_mels, frames) float32.
 Text   : the run's ``tokenizer.json`` (see :mod:`hybridssl.tokenizer`); ``max_length`` tokens
          including [CLS]/[SEP], padded with [PAD].
+Sequence: :mod:`edge_runtime.sequence` (numpy, one implementation for both sides); the training side
+         crops an item longer than ``max_frames`` (a counted repair) where the runtime refuses it.
+         :func:`fit_sequence_spec` fits a stream's spec on training items.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ import numpy as np
 import torch
 
 from edge_runtime import preprocess as edge_preprocess
-from edge_runtime.spec import AudioSpec, ImageSpec, PreprocessSpec, TextSpec
+from edge_runtime.sequence import crop_sequence, normalize_sequence
+from edge_runtime.spec import AudioSpec, ImageSpec, PreprocessSpec, SequenceSpec, TextSpec
 
-__all__ = ["AudioSpec", "ImageSpec", "PreprocessSpec", "TextSpec", "fit_waveform", "log_mel", "preprocess_audio",
+__all__ = ["AudioSpec", "ImageSpec", "PreprocessSpec", "SequenceSpec", "TextSpec", "fit_sequence_spec",
+           "preprocess_sequence", "fit_waveform", "log_mel", "preprocess_audio",
            "preprocess_image", "resize_and_crop"]
 
 
@@ -85,3 +90,35 @@ def preprocess_audio(wave: np.ndarray, sample_rate: int, spec: AudioSpec) -> tup
     """Mono waveform → ((1, n_mels, frames) float32, resampled?)."""
     fixed, resampled = fit_waveform(torch.from_numpy(np.asarray(wave, dtype=np.float32)), sample_rate, spec)
     return log_mel(fixed, spec).unsqueeze(0), resampled
+
+
+# ----------------------------------------------------------------------------- feature sequences
+#: a sequence tower keeps at most this many tokens when ``model.sequence_patch`` is 0 (auto)
+AUTO_MAX_TOKENS = 64
+
+
+def fit_sequence_spec(items: list[np.ndarray], max_frames: int, patch: int = 0) -> SequenceSpec:
+    """A stream's spec from training items (T_i, D): per-channel mean / std over every frame (std
+    floored at 1e-3), ``max_frames`` = the longest item, capped at ``max_frames``; ``patch`` 0 picks
+    ⌈max_frames / :data:`AUTO_MAX_TOKENS`⌉."""
+    if not items:
+        raise ValueError("no training item carries this feature stream")
+    dims = {x.shape[1] for x in items}
+    if len(dims) != 1:
+        raise ValueError(f"the stream's items disagree on the channel count: {sorted(dims)}")
+    frames = np.concatenate([np.asarray(x, dtype=np.float64) for x in items])       # (ΣT, D)
+    longest = min(int(max(x.shape[0] for x in items)), int(max_frames))
+    patch = int(patch) or max(1, math.ceil(longest / AUTO_MAX_TOKENS))
+    if patch > longest:
+        raise ValueError(f"model.sequence_patch {patch} is longer than the longest sequence kept ({longest} frames)")
+    mean = [round(float(v), 6) for v in frames.mean(0)]
+    std = [round(max(float(v), 1e-3), 6) for v in frames.std(0)]
+    return SequenceSpec(dims.pop(), longest, patch, tuple(mean), tuple(std))
+
+
+def preprocess_sequence(x: np.ndarray, spec: SequenceSpec) -> tuple[np.ndarray, bool]:
+    """(T, D) training item → (normalised (min(T, max_frames), D) float32, whether it was cropped)."""
+    if x.ndim != 2 or x.shape[1] != spec.dim or x.shape[0] == 0:
+        raise ValueError(f"expected a (T >= 1, {spec.dim}) feature sequence, got {x.shape}")
+    cropped, cut = crop_sequence(x, spec)
+    return normalize_sequence(cropped, spec), cut

@@ -46,7 +46,7 @@ class LoadedRun:
 def build_model(cfg: RunConfig, vocab_size: int, modalities: tuple[str, ...] | None = None) -> HybridModel:
     mcfg = cfg.model
     if modalities is not None:
-        mcfg = replace(mcfg, modalities=tuple(m for m in mcfg.modalities if m in modalities))
+        mcfg = replace(mcfg, modalities=mcfg.select_modalities(modalities))
         if not mcfg.modalities:
             raise ValueError(f"the data carries {modalities}, none of the model's modalities {cfg.model.modalities}")
     return HybridModel(mcfg, cfg.preprocess, vocab_size)

@@ -5,7 +5,8 @@ For each modality m in the batch the encoder runs ONCE on the visible tokens (ra
     items, symmetric InfoNCE with the shared learnable temperature (optionally with a MoCo queue of
     momentum-encoder keys and MoCHi hard-negative mixing);
   * generative: the same visible tokens feed the decoder — MAE / VAE reconstruction of the masked
-    patches of image and audio, masked-token prediction for text;
+    patches of image and audio, masked-token prediction for text, masked-frame regression for each
+    feature sequence (:mod:`hybridssl.losses.mfm`; its masked tokens are [MASK]-replaced in place);
   * optional intra-modal NT-Xent (SimCLR), times its weight: ``ntxent/image`` between two views of
     each image (two maskings, or with ``loss.ntxent_view=colour`` the second one colour-permuted so
     the pair agrees on everything but colour, :func:`permute_colours`), and ``ntxent/text`` between
@@ -45,13 +46,17 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
+from edge_runtime.modalities import is_sequence
 from hybridssl import dist
 from hybridssl.augment import permute_colours
 from hybridssl.config import RunConfig
+from hybridssl.data.batching import model_inputs
 from hybridssl.dist import RankPlan
+from hybridssl.losses.global_mean import globalise
 from hybridssl.losses.hard_negatives import add_caption_negatives, mix_hard_negatives
 from hybridssl.losses.infonce import InfoNCELoss
 from hybridssl.losses.mae import mae_loss, normalize_patches
+from hybridssl.losses.mfm import count_masked_frames, frame_targets, masked_frame_loss
 from hybridssl.losses.mlm import mask_tokens, masked_token_loss
 from hybridssl.losses.ntxent import nt_xent
 from hybridssl.losses.plan import loss_names, resolve_pairs
@@ -117,6 +122,7 @@ class HybridTask(nn.Module):
             if x is None and (plan is None or not plan.total(m)):
                 continue
             ratio = {"image": mc.image_mask_ratio, "audio": mc.audio_mask_ratio}.get(m, 0.0)
+            ratio = mc.sequence_mask_ratio if is_sequence(m) else ratio
             ratio = ratio if (m in self.model.decoders or self.cfg.loss.contrastive) else 0.0
             enc = self._encode(m, x, attention, ratio, generator, plan)
             if enc is not None:
@@ -127,7 +133,7 @@ class HybridTask(nn.Module):
                         pooled = self.model.encode(m, x, attention=attention).pooled  # the naive extra full pass
                     emb[m] = self.model.forward_head(m, pooled)
             if m in self.model.decoders:
-                self._generative(m, x, enc, ids_target, selected, step, generator, plan, losses, counts)
+                self._generative(m, x, attention, enc, ids_target, selected, step, generator, plan, losses, counts)
             if m == "image" and self.cfg.loss.ntxent_weight > 0:
                 x2 = permute_colours(x, self.cfg.preprocess.image, generator) if self.cfg.loss.ntxent_view == "colour" else x
                 view2 = self._encode(m, x2, None, ratio, generator, plan)
@@ -146,7 +152,7 @@ class HybridTask(nn.Module):
         pair_sizes, redundancies = self._contrastive(batch, emb, idx, losses, counts, generator, plan)
         sizes: dict[str, int]
         if plan is not None:
-            losses, sizes, redundancy = self._globalise(losses, counts, pair_sizes, redundancies, plan)
+            losses, sizes, redundancy = globalise(self.names, losses, counts, pair_sizes, redundancies, plan, self._device())
         else:
             redundancy = sum(redundancies) / len(redundancies) if redundancies else None
             sizes = {k: n + q for k, (n, q) in pair_sizes.items()}
@@ -180,7 +186,8 @@ class HybridTask(nn.Module):
                 corrupted, selected = self._mask_tokens(ids, attn, generator)
                 return corrupted, attn, ids, selected
             return ids, attn, None, None
-        return batch.get(m), None, None, None
+        x, attention = model_inputs(batch, m) or (None, None)
+        return x, attention, None, None
 
     def _mask_tokens(self, ids: Tensor, attn: Tensor, generator, ratio: float | None = None) -> tuple[Tensor, Tensor]:
         if self.text is None:
@@ -210,7 +217,7 @@ class HybridTask(nn.Module):
             if x is not None else None
         if plan is None or m == "text" or ratio <= 0:
             return run() if run is not None else None
-        n_tokens = self.model.patch_stem(m).num_tokens
+        n_tokens = self.model.encoder(m).stem.num_tokens
         return plan.replay(m, lambda n: torch.rand(n, n_tokens, generator=generator), run)
 
     def _decode(self, m: str, enc: Encoded | None, ratio_tokens: int, generator, plan: RankPlan | None):
@@ -225,13 +232,20 @@ class HybridTask(nn.Module):
         shape = (ratio_tokens, dec.vae_latent)
         return plan.replay(m, lambda n: torch.randn(n, *shape, generator=generator), run)
 
-    def _generative(self, m, x, enc, ids_target, selected, step, generator, plan, losses, counts) -> None:
+    def _generative(self, m, x, attention, enc, ids_target, selected, step, generator, plan, losses, counts) -> None:
         dec = self.model.decoders[m]
         if m == "text":
             if selected is None or not bool(selected.any()):
                 return
             losses["mlm/text"] = masked_token_loss(dec(enc.tokens), ids_target, selected)
             counts["mlm/text"] = int(selected.sum())
+            return
+        if is_sequence(m):
+            if enc is None or enc.masked is None or not bool(enc.masked.any()):
+                return
+            target, valid = frame_targets(x, attention, self.model.sequence_stem(m).patch)
+            losses[f"mfm/{m}"] = masked_frame_loss(dec(enc.tokens), target, enc.masked, valid)
+            counts[f"mfm/{m}"] = count_masked_frames(enc.masked, valid)
             return
         ratio = {"image": self.cfg.model.image_mask_ratio, "audio": self.cfg.model.audio_mask_ratio}[m]
         if ratio <= 0 or (enc is not None and enc.masking is None):
@@ -347,35 +361,6 @@ class HybridTask(nn.Module):
                 empty = torch.zeros(0, self.cfg.model.embed_dim, device=self._device())
                 self.queue(m).enqueue(keys.get(m, empty))
 
-    # ------------------------------------------------------------------------------ distributed
-    def _globalise(self, losses: dict[str, Tensor], counts: dict[str, int], sizes: dict[str, tuple[int, int]],
-                   redundancies: list[float], plan: RankPlan) -> tuple[dict[str, Tensor], dict[str, int], float | None]:
-        """Global values, rank-share gradients (module doc), global candidate counts and redundancy."""
-        names = self.names
-        local = [float(counts.get(n, 0)) for n in names]
-        sums = [counts.get(n, 0) * float(losses[n].detach()) if n in losses else 0.0 for n in names]
-        vec = torch.tensor(local + sums + [sum(redundancies), float(len(redundancies))],
-                           dtype=torch.float64, device=self._device())
-        totals: list[float] = dist.all_reduce_sum(vec).tolist()
-        k = len(names)
-        total_n, total_sum, (red_sum, red_n) = totals[:k], totals[k:2 * k], totals[2 * k:]
-        out: dict[str, Tensor] = {}
-        for i, name in enumerate(names):
-            if total_n[i] <= 0:
-                continue
-            value = total_sum[i] / total_n[i]
-            if name not in losses:
-                out[name] = torch.tensor(value, dtype=torch.float32, device=self._device())
-                continue
-            share = losses[name] * (plan.world * counts.get(name, 0) / total_n[i])
-            out[name] = share + (value - share.detach())   # value: the global mean; gradient: this rank's share
-        final = {}
-        for name, (n_cand, queue_len) in sizes.items():
-            if name in out:
-                n_cand = n_cand or max(2, round(total_n[names.index(name)] / plan.world))
-                final[name] = n_cand + queue_len
-        return out, final, (red_sum / red_n if red_n else None)
-
     def queue(self, modality: str) -> MomentumQueue:
         return cast(MomentumQueue, self.queues[modality])
 
@@ -384,10 +369,9 @@ class HybridTask(nn.Module):
         assert self.momentum_model is not None
         out = {}
         for m in self.model.modalities:
-            if m == "text" and "text_ids" in batch:
-                out[m] = self.momentum_model.embed(m, batch["text_ids"], batch["text_attn"])
-            elif m != "text" and m in batch:
-                out[m] = self.momentum_model.embed(m, batch[m])
+            inputs = model_inputs(batch, m)
+            if inputs is not None:
+                out[m] = self.momentum_model.embed(m, *inputs)
         return out
 
     def after_optimizer_step(self) -> None:

@@ -94,8 +94,9 @@ def _scores(ev: dict[str, Any]) -> dict[str, float]:
 
 def run_ablation(config: str = "small", datasets: Sequence[str] = ("builtin",), seeds: Sequence[int] = (0, 1, 2),
                  out_dir: Path = Path("runs/ablation"), quick: bool = False, overrides: Sequence[str] = (),
-                 on_event: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """Train and evaluate every variant × dataset × seed; returns (and writes) the aggregated table."""
+                 on_event: Callable[[str, int, int], None] | None = None, modality: str | None = None) -> dict[str, Any]:
+    """Train and evaluate every variant × dataset × seed; returns (and writes) the aggregated table.
+    ``modality``: the tower of the low-label columns (default: :func:`hybridssl.evaluation.finetune.pick_modality`'s choice)."""
     from hybridssl.app.train import train_run
 
     budget = "quick" if quick else "default"
@@ -124,7 +125,7 @@ def run_ablation(config: str = "small", datasets: Sequence[str] = ("builtin",), 
                         shutil.rmtree(run_dir)
                     train_run(cfg, run_dir, log_root=out_dir, run_name=str(run_dir.relative_to(out_dir)))
                 ev = evaluate_run(run_dir, data=eval_data, fractions=FRACTIONS, seeds=(seed,), finetune=False,
-                                  pool_size=pool_size, test_size=test_size, examples=0, cap=True)
+                                  pool_size=pool_size, test_size=test_size, examples=0, cap=True, modality=modality)
                 for metric, value in _scores(ev).items():
                     rows.setdefault(spec, {}).setdefault(variant, {}).setdefault(metric, []).append(value)
                 held_out.setdefault(spec, set()).add(ev["data"]["held_out_of_pretraining"])
@@ -135,7 +136,7 @@ def run_ablation(config: str = "small", datasets: Sequence[str] = ("builtin",), 
         on_event("done", done, total)
     table = {spec: {v: {m: summarize(vals) for m, vals in metrics.items()} for v, metrics in per.items()}
              for spec, per in rows.items()}
-    result = {"config": config, "budget": budget, "budget_overrides": BUDGETS[budget], "seeds": list(seeds),
+    result = {"config": config, "budget": budget, "modality": modality, "budget_overrides": BUDGETS[budget], "seeds": list(seeds),
               "datasets": list(datasets), "variants": VARIANTS, "fractions": list(FRACTIONS), "table": table,
               "attribute_chance": chance,
               "held_out_of_pretraining": {spec: all(v is True for v in vals) for spec, vals in held_out.items()},
@@ -166,7 +167,7 @@ def _fmt(s: dict[str, Any] | None) -> str:
 def render_markdown(result: dict[str, Any]) -> str:
     lines = [f"# Ablation ({result['budget']} budget, seeds {result['seeds']}, config {result['config']})", "",
              "Accuracy / R@1 in %, mean ± std over seeds. Low-label columns: frozen pooled features of the "
-             "first image/audio/text tower, model selection on a validation split; the dataset's label. "
+             "first image/audio/text/sequence tower (or the one named), model selection on a validation split; the dataset's label. "
              "Labelled pool and test items: see each dataset's line. Attribute probes: the same linear probe at 10 % labels "
              "for every attribute the data describes (built-in scenes), chance in brackets.", ""]
     for spec, per in result["table"].items():

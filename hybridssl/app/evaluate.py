@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.schema import MODALITIES
+from edge_runtime.modalities import ordered_modalities
 from hybridssl.checkpoint import atomic_write_text
 from hybridssl.evaluation.embed import Embeddings
 from hybridssl.evaluation.evaldata import DataArg, prompt_dict, resolve_data
@@ -102,7 +102,7 @@ def _panel(dataset, position: int, modality: str, spec, title: str, correct: boo
 def retrieval_examples(emb: Embeddings, positions: np.ndarray, dataset, spec, n_rows: int = 6, k: int = 5,
                        seed: int = 0) -> list[list]:
     """Rows [query panel, top-k result panels] cycling over the retrieval directions present."""
-    present = [m for m in MODALITIES if m in emb.by_modality]
+    present = list(ordered_modalities(emb.by_modality))
     directions = [(a, b) for a, b in itertools.permutations(present, 2)]
     if not directions:
         return []

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from edge_runtime.modalities import is_sequence, sequence_stream
 from hybridssl import dist
 from hybridssl.app.tracked import log_run_end, run_tracking
 from hybridssl.checkpoint import atomic_write_text, latest_checkpoint, latest_valid_checkpoint, read_state
@@ -32,7 +33,7 @@ from hybridssl.data.batching import SafeDataset, Skipped
 from hybridssl.data.sample import Sample, SkipReport
 from hybridssl.data.splits import build_datasets
 from hybridssl.evaluation.heldout import evaluate_heldout
-from hybridssl.preprocessing import PreprocessSpec, fit_waveform, log_mel
+from hybridssl.preprocessing import PreprocessSpec, SequenceSpec, fit_sequence_spec, fit_waveform, log_mel
 from hybridssl.runs import build_model, count_parameters
 from hybridssl.threads import torch_threads
 from hybridssl.tokenizer import TextTokenizer, train_tokenizer
@@ -69,7 +70,23 @@ def prepare(cfg: RunConfig, run_dir: Path | None) -> tuple[RunConfig, Multimodal
         tokenizer = TextTokenizer(train_tokenizer(train_set.captions(), ts.vocab_size, ts.model, ts.lowercase), ts.max_length)
     if "audio" in train_set.modalities and "audio" in cfg.model.modalities:
         cfg.preprocess.audio.norm_mean, cfg.preprocess.audio.norm_std = fit_audio_normalisation(train_set, cfg.preprocess)
+    for m in filter(is_sequence, cfg.model.select_modalities(train_set.modalities)):
+        cfg.preprocess.sequences[sequence_stream(m)] = fit_stream(train_set, sequence_stream(m), cfg)
     return cfg, train_set, val_set, tokenizer
+
+
+def fit_stream(dataset: MultimodalDataset, stream: str, cfg: RunConfig, n: int = 256) -> SequenceSpec:
+    """The spec of feature stream ``stream`` fitted on up to ``n`` training items (bad items skipped)."""
+    safe = SafeDataset(dataset)
+    items = []
+    for i in range(min(len(dataset), 4 * n)):
+        s = safe[i]
+        x = s.features.get(stream) if isinstance(s, Sample) and s.features else None
+        if x is not None and x.ndim == 2 and x.shape[0] and np.isfinite(x).all():
+            items.append(x)
+            if len(items) >= n:
+                break
+    return fit_sequence_spec(items, cfg.model.sequence_max_frames, cfg.model.sequence_patch)
 
 
 def train_run(cfg: RunConfig, run_dir: Path, *, resume: bool = False,
@@ -163,7 +180,8 @@ def _fit_and_report(cfg: RunConfig, run_dir: Path, trainer: Trainer, on_step: Ca
 #: What ``--resume`` may change: how far the run goes and how it executes, never what it learns from.
 RESUME_MAY_CHANGE = ("train.steps", "train.threads", "train.device", "train.log_every", "train.log",
                      "train.eval_size", "data.num_workers")
-#: Data-fitted values a new run writes into its config (not chosen by the user).
+#: Data-fitted values a new run writes into its config (not chosen by the user; so is every
+#: ``preprocess.sequences.*``).
 FITTED_KEYS = ("preprocess.audio.norm_mean", "preprocess.audio.norm_std")
 
 
@@ -172,7 +190,8 @@ def check_resume_config(saved: RunConfig, requested: RunConfig) -> None:
     (a resumed run continues *that* run; silently ignoring a changed ``--set`` would mislead)."""
     a, b = flat_config(saved), flat_config(requested)
     ignored = set(RESUME_MAY_CHANGE) | set(FITTED_KEYS) | {"name"}
-    diff = [k for k in sorted(set(a) | set(b)) if k not in ignored and a.get(k) != b.get(k)]
+    diff = [k for k in sorted(set(a) | set(b))
+            if k not in ignored and not k.startswith("preprocess.sequences") and a.get(k) != b.get(k)]
     if diff:
         shown = "; ".join(f"{k}: run {a.get(k)!r}, given {b.get(k)!r}" for k in diff[:6])
         more = f" (and {len(diff) - 6} more)" if len(diff) > 6 else ""

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 
 from torch.utils.data import Dataset
 
-from edge_runtime.schema import MODALITIES
+from edge_runtime.modalities import check_modalities  # noqa: F401  (re-exported: the loaders validate with it)
 from hybridssl.data.readers import clean_caption
 from hybridssl.data.sample import BadItem, Sample, SkipReport
 
@@ -121,14 +121,6 @@ class MultimodalDataset(Dataset):
             f"{type(self).__name__}(name={self.name!r}, n={len(self)}, modalities={self.modalities}, "
             f"classes={self.num_classes}, skipped_at_load={self.load_report.total_skipped})"
         )
-
-
-def check_modalities(modalities: Sequence[str]) -> tuple[str, ...]:
-    """Validate a modality tuple against :data:`MODALITIES` (ValueError otherwise)."""
-    bad = [m for m in modalities if m not in MODALITIES]
-    if bad:
-        raise ValueError(f"unknown modalities {bad}; valid: {MODALITIES}")
-    return tuple(m for m in MODALITIES if m in modalities)
 
 
 def _as_int(raw: RawLabel) -> int | None:

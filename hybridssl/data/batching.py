@@ -11,6 +11,8 @@ Batch layout (only present modalities are stored; ``*_idx`` map rows back to bat
     captions     list[str | None] (n)         uids list[str] (n)    keys list[str] (n)
     positions    (n,) long: each item's Sample.position (−1 when not read through PositionTagged)
     text_neg_ids / text_neg_attn (Bt·S, L): with ``caption_negatives`` = S, S word-replaced negatives of each caption
+    seq_<s>      (Bs, T, D) float32, seq_<s>_attn (Bs, T) bool (real frames), seq_<s>_idx (Bs,) long: each
+                 feature stream s, normalised, zero-padded to a multiple of its patch (edge_runtime.sequence)
     skipped      list[(uid, reason, detail)]  repairs list[str]
 """
 
@@ -24,9 +26,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from edge_runtime.modalities import is_sequence, sequence_stream
+from edge_runtime.sequence import pad_sequences
 from hybridssl.data.caption_negatives import caption_negatives
 from hybridssl.data.sample import BadItem, Sample, SkipReport
-from hybridssl.preprocessing import PreprocessSpec, preprocess_audio, preprocess_image
+from hybridssl.preprocessing import PreprocessSpec, preprocess_audio, preprocess_image, preprocess_sequence
 from hybridssl.tokenizer import TextTokenizer
 
 
@@ -71,23 +75,49 @@ class Collator:
         kept: list[Sample] = []
         images: list[torch.Tensor | None] = []
         audios: list[torch.Tensor | None] = []
+        sequences: list[dict[str, np.ndarray]] = []
         for it in items:
             if isinstance(it, Skipped):
                 skipped.append((it.uid, it.reason, it.detail))
                 continue
             try:
                 img, aud = self._media(it, repairs)
+                seqs = self._sequences(it, repairs)
             except ValueError as e:
                 skipped.append((it.uid, "preprocessing_failed", str(e)))
                 continue
-            if img is None and aud is None and not (it.caption and "text" in self.modalities):
+            if img is None and aud is None and not seqs and not (it.caption and "text" in self.modalities):
                 skipped.append((it.uid, "no_usable_modality", f"has {it.modalities}, model uses {self.modalities}"))
                 continue
             repairs.extend(it.meta.get("repairs", []))
             kept.append(it)
             images.append(img)
             audios.append(aud)
-        return self._collate(kept, images, audios, skipped, repairs)
+            sequences.append(seqs)
+        batch = self._collate(kept, images, audios, skipped, repairs)
+        self._collate_sequences(batch, sequences)
+        return batch
+
+    def _sequences(self, s: Sample, repairs: list[str]) -> dict[str, np.ndarray]:
+        """The item's feature streams the model has a tower for, normalised (modality → (T, D))."""
+        out = {}
+        for m in filter(is_sequence, self.modalities):
+            x = (s.features or {}).get(sequence_stream(m))
+            if x is None:
+                continue
+            out[m], cut = preprocess_sequence(x, self.spec.sequences[sequence_stream(m)])
+            if cut:
+                repairs.append("sequence_cropped")
+        return out
+
+    def _collate_sequences(self, batch: dict[str, Any], sequences: list[dict[str, np.ndarray]]) -> None:
+        for m in filter(is_sequence, self.modalities):
+            idx = [i for i, seqs in enumerate(sequences) if m in seqs]
+            if idx:
+                frames, mask = pad_sequences([sequences[i][m] for i in idx], self.spec.sequences[sequence_stream(m)])
+                batch[m] = torch.from_numpy(frames)                     # (Bs, T, D)
+                batch[f"{m}_attn"] = torch.from_numpy(mask).bool()      # (Bs, T)
+                batch[f"{m}_idx"] = torch.tensor(idx, dtype=torch.long)
 
     def _media(self, s: Sample, repairs: list[str]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         img = aud = None
@@ -171,6 +201,15 @@ class StepBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         for step in range(self.start, self.total):
             yield self.batch(step)
+
+
+def model_inputs(batch: dict[str, Any], modality: str) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """The tower-interface arguments ``(x, attention)`` of ``modality`` in a collated batch, or None
+    when no item carries it: text (ids, attention), a sequence (frames, frame mask), image / audio (x, None)."""
+    key = "text_ids" if modality == "text" else modality
+    if key not in batch:
+        return None
+    return batch[key], batch.get("text_attn" if modality == "text" else f"{modality}_attn")
 
 
 def merge_batch_report(report: SkipReport, batch: dict[str, Any]) -> None:

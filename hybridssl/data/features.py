@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.modalities import is_sequence, sequence_modality
 from hybridssl.data.base import MultimodalDataset
 from hybridssl.data.sample import Sample
 
@@ -98,9 +99,9 @@ class FeatureSequenceDataset(MultimodalDataset):
         if not self.path.is_file():
             raise FileNotFoundError(f"feature file not found: {self.path}")
         self.name = self.path.stem
-        self.modalities = ()
         arrays = _load_npz(self.path)
         self._frames, self._offsets = self._split_modalities(arrays)
+        self.modalities = tuple(sequence_modality(m) for m in sorted(self._frames))
         n = self._num_items()
         self.feature_dims = {m: int(f.shape[1]) for m, f in self._frames.items()}
         self._ids = self._read_ids(arrays.get("ids"), n)
@@ -122,6 +123,9 @@ class FeatureSequenceDataset(MultimodalDataset):
             )
         if not names:
             raise ValueError(f"{self.path}: no feature modality (no '<name>{OFFSETS_SUFFIX}' array)")
+        bad = [m for m in names if not is_sequence(sequence_modality(m))]
+        if bad:
+            raise ValueError(f"{self.path}: feature stream names {bad} must be identifiers of at most 60 characters")
         frames, offsets = {}, {}
         for m in names:
             if m not in arrays:

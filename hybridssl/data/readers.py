@@ -222,7 +222,6 @@ def require_usable(sample: Sample) -> Sample:
 
     "Nothing" means no image, no caption, no audio and no (non-empty) precomputed features.
     """
-    has_features = any(v.size > 0 for v in (sample.features or {}).values())
-    if not sample.modalities and not has_features:
+    if not sample.modalities:
         raise BadItem(sample.uid, "no_usable_modality", "no image, caption, audio or features left")
     return sample

@@ -5,7 +5,8 @@ A :class:`Sample` carries any subset of the modalities (partial availability is 
 * ``image``    — ``(H, W, 3)`` ``uint8`` RGB array, or ``None``
 * ``caption``  — non-empty ``str``, or ``None``
 * ``audio``    — ``(T,)`` ``float32`` mono waveform in ``[-1, 1]`` at ``sample_rate`` Hz, or ``None``
-* ``features`` — precomputed per-modality sequences ``{name: (T, D) float32}``, or ``None``
+* ``features`` — precomputed per-modality sequences ``{name: (T, D) float32}``, or ``None``; a non-empty
+  stream ``name`` is the modality ``seq_<name>`` (:mod:`edge_runtime.schema`)
 * ``label``    — class index (``int``), or ``None`` when unlabeled
 
 Datasets raise :class:`BadItem` from ``__getitem__`` for an item that cannot be repaired; the
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from edge_runtime.modalities import SEQUENCE_PREFIX
 
 
 class BadItem(Exception):
@@ -54,6 +57,7 @@ class Sample:
             present.append("text")
         if self.audio is not None:
             present.append("audio")
+        present += sorted(SEQUENCE_PREFIX + name for name, x in (self.features or {}).items() if x.size)
         return tuple(present)
 
 

@@ -13,6 +13,10 @@ texture (3) = 1,920 scenes. All three modalities are rendered from the same attr
   synonyms); it names all five attributes, so it determines the scene; distractors are never named.
 * audio   — :func:`~hybridssl.data.synthetic_audio.render_audio`: timbre ← shape, pitch ← colour,
   loudness/length ← size, onset ← position, rhythm ← texture, noise at ``audio_snr_db``.
+* sensor  — with ``sensor=True`` (spec ``builtin:sensor=true``): ``features["sensor"]`` ``(T, 6)``,
+  :func:`~hybridssl.data.synthetic_sensor.render_sensor` (frequency ← colour, waveform ← shape, phase
+  lag ← position, amplitude ← size; ``sensor_frames`` ·¾ to ·1 frames), the tower ``seq_sensor``.
+  Its generator is seeded from ``[seed, split_index, i, 1]``, so turning it on changes nothing else.
 
 ``label`` is the value index of ``label_attribute`` (default ``"shape"``). ``meta["key"]`` is the scene
 key ``"shape=…|colour=…|size=…|position=…|texture=…"`` and ``meta["attributes"]`` the same as a dict.
@@ -39,10 +43,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.schema import MODALITIES
+from edge_runtime.modalities import MODALITIES, sequence_modality
 from hybridssl.data.base import MultimodalDataset
 from hybridssl.data.sample import Sample
 from hybridssl.data.synthetic_audio import render_audio
+from hybridssl.data.synthetic_sensor import render_sensor
 from hybridssl.data.synthetic_text import ATTRIBUTES, N_CAPTION_DRAWS, make_caption
 from hybridssl.data.synthetic_text import class_prompts as _class_prompts
 
@@ -208,7 +213,7 @@ class SyntheticScenes(MultimodalDataset):
         self, size: int = 4096, seed: int = 0, split: str = "train", *, image_size: int = 64,
         sample_rate: int = 16000, audio_seconds: float = 1.0, noise: float = 0.05, distractors: int = 1,
         caption_dropout: float = 0.0, missing_image: float = 0.0, missing_audio: float = 0.0,
-        audio_snr_db: float = 10.0, label_attribute: str = "shape",
+        audio_snr_db: float = 10.0, label_attribute: str = "shape", sensor: bool = False, sensor_frames: int = 96,
     ) -> None:
         super().__init__()
         if split not in SPLITS:
@@ -216,7 +221,8 @@ class SyntheticScenes(MultimodalDataset):
         if label_attribute not in ATTRIBUTES:
             raise ValueError(f"label_attribute must be one of {tuple(ATTRIBUTES)}, got {label_attribute!r}")
         for knob, value, low in (("size", size, 1), ("seed", seed, 0), ("image_size", image_size, 16),
-                                 ("sample_rate", sample_rate, 8000), ("distractors", distractors, 0)):
+                                 ("sample_rate", sample_rate, 8000), ("distractors", distractors, 0),
+                                 ("sensor_frames", sensor_frames, 16)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{knob} must be an integer >= {low}, got {value!r}")
         if not isinstance(audio_seconds, (int, float)) or not 0.25 <= audio_seconds <= 60:
@@ -234,7 +240,9 @@ class SyntheticScenes(MultimodalDataset):
         self.label_attribute = label_attribute
         self.label_names = list(ATTRIBUTES[label_attribute])
         present = {"image": self.missing_image < 1.0, "text": True, "audio": self.missing_audio < 1.0}
-        self.modalities = tuple(m for m in MODALITIES if present[m])
+        self.sensor, self.sensor_frames = bool(sensor), int(sensor_frames)
+        self.modalities = tuple(m for m in MODALITIES if present[m]) + ((sequence_modality("sensor"),) if sensor else ())
+        self.feature_dims = {"sensor": 6} if sensor else {}
         self._label_pos = list(ATTRIBUTES).index(label_attribute)
         self._headers: list[_Header | None] = [None] * self.size
 
@@ -317,6 +325,12 @@ class SyntheticScenes(MultimodalDataset):
         return render_audio(h.scene, np.random.default_rng(h.audio_seed), self.sample_rate, self.audio_seconds,
                             self.audio_snr_db)
 
+    def sensor_at(self, i: int) -> np.ndarray:
+        """Item ``i``'s sensor recording ``(T, 6)`` float32 (rendered even when the dataset has no sensor)."""
+        i = self._index(i)
+        rng = np.random.default_rng([self.seed, SPLITS.index(self.split), i, 1])
+        return render_sensor(self._header(i).scene, rng, self.sensor_frames)
+
     def __getitem__(self, i: int) -> Sample:
         h = self._header(i)
         i = self._index(i)
@@ -329,6 +343,7 @@ class SyntheticScenes(MultimodalDataset):
             caption=h.caption,
             audio=audio,
             sample_rate=self.sample_rate if audio is not None else None,
+            features={"sensor": self.sensor_at(i)} if self.sensor else None,
             label=h.scene[self._label_pos],
             meta=meta,
         )

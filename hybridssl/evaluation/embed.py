@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from hybridssl.data.batching import Collator, SafeDataset, merge_batch_report
+from hybridssl.data.batching import Collator, SafeDataset, merge_batch_report, model_inputs
 from hybridssl.data.sample import SkipReport
 from hybridssl.models.interface import TowerModel
 from hybridssl.preprocessing import PreprocessSpec
@@ -79,14 +79,11 @@ def extract_embeddings(model: TowerModel, dataset, spec: PreprocessSpec, tokeniz
         labels.append(batch["label"].numpy())
         positions.append(batch["positions"].numpy())
         for m in model.modalities:
-            if m == "text":
-                if "text_ids" not in batch:
-                    continue
-                pooled = model.forward_features("text", batch["text_ids"].to(device), batch["text_attn"].to(device))
-            elif m in batch:
-                pooled = model.forward_features(m, batch[m].to(device))          # (b, W)
-            else:
+            inputs = model_inputs(batch, m)
+            if inputs is None:
                 continue
+            x, attention = inputs
+            pooled = model.forward_features(m, x.to(device), None if attention is None else attention.to(device))  # (b, W)
             e = model.forward_head(m, pooled)                                      # (b, E)
             embs.setdefault(m, []).append(e.float().cpu().numpy())
             feats.setdefault(m, []).append(pooled.float().cpu().numpy())

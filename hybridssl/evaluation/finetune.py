@@ -38,10 +38,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from hybridssl.data.batching import Collator, SafeDataset, merge_batch_report
+from edge_runtime.modalities import is_sequence
+from hybridssl.data.batching import Collator, SafeDataset, merge_batch_report, model_inputs
 from hybridssl.data.sample import SkipReport
 from hybridssl.data.tagged import PositionTagged
-from hybridssl.evaluation.zeroshot import macro_f1
+from hybridssl.evaluation.zeroshot import f1_report
 from hybridssl.models.interface import TowerModel
 from hybridssl.preprocessing import PreprocessSpec
 from hybridssl.tokenizer import TextTokenizer
@@ -92,13 +93,13 @@ def load_inputs(dataset: Dataset, spec: PreprocessSpec, tokenizer: TextTokenizer
     report = SkipReport()
     for batch in loader:
         merge_batch_report(report, batch)
-        key = "text_ids" if modality == "text" else modality
-        if key not in batch:
+        inputs = model_inputs(batch, modality)
+        if inputs is None:
             continue
         rows = batch[f"{modality}_idx"]                              # (b,) batch rows carrying it
-        xs.append(batch[key])
-        if modality == "text":
-            attns.append(batch["text_attn"])
+        xs.append(inputs[0])
+        if inputs[1] is not None:
+            attns.append(inputs[1])
         labels.append(batch["label"][rows].numpy())
         pos.append(batch["positions"][rows].numpy())
     if not xs:
@@ -108,8 +109,10 @@ def load_inputs(dataset: Dataset, spec: PreprocessSpec, tokenizer: TextTokenizer
 
 
 def pick_modality(model_modalities: Sequence[str], data_modalities: Sequence[str], preferred: str | None = None) -> str:
-    """The tower to evaluate: ``preferred`` if given (must be in both), else the first of image/audio/text."""
-    both = [m for m in TOWER_PREFERENCE if m in model_modalities and m in data_modalities]
+    """The tower to evaluate: ``preferred`` if given (must be in both), else the first of image/audio/text,
+    then the sequence towers by name."""
+    shared = set(model_modalities) & set(data_modalities)
+    both = [m for m in TOWER_PREFERENCE if m in shared] + sorted(m for m in shared if is_sequence(m))
     if preferred is not None:
         if preferred not in both:
             raise ValueError(f"modality {preferred!r} is not available: the model has {tuple(model_modalities)}, "
@@ -254,7 +257,7 @@ def finetune_classifier(model: TowerModel, modality: str, train: ModalityInputs,
         acc, pred = _accuracy(clf, test)
     return {
         "accuracy": acc,
-        "macro_f1": 100.0 * float(macro_f1(test.labels, pred, n_classes)),
+        **f1_report(test.labels, pred, n_classes),
         "val_accuracy": best[0],
         "best_step": best[1],
         "steps": cfg.steps,

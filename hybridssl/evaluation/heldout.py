@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.schema import MODALITIES
+from edge_runtime.modalities import ordered_modalities
 from hybridssl.evaluation.embed import Embeddings, embed_texts, extract_embeddings
 from hybridssl.evaluation.retrieval import bidirectional_retrieval
 from hybridssl.evaluation.zeroshot import class_embeddings, zero_shot_accuracy
@@ -33,7 +33,7 @@ def class_prompts(dataset, label_names: list[str] | None) -> dict[str, list[str]
 
 def retrieval_report(emb: Embeddings, ks=(1, 5, 10)) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
-    present = [m for m in MODALITIES if m in emb.by_modality]
+    present = list(ordered_modalities(emb.by_modality))
     for a, b in itertools.combinations(present, 2):
         ea, eb, keys = emb.paired(a, b)
         if len(keys) < 2:
@@ -48,8 +48,8 @@ def _prompt_accuracy(model: TowerModel, tokenizer: TextTokenizer, emb: Embedding
     (n_items,) the class index of every item, −1 = unlabeled (left out)."""
     _, cls_emb = class_embeddings({c: embed_texts(model, tokenizer, p) for c, p in prompts.items()})
     out: dict[str, dict[str, float]] = {}
-    for m in ("image", "audio"):
-        if m not in emb.by_modality:
+    for m in ordered_modalities(emb.by_modality):
+        if m == "text":
             continue
         y = labels[emb.index[m]]
         keep = y >= 0

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from hybridssl.evaluation.probes import check_features, check_labels, check_n_classes, check_splits
-from hybridssl.evaluation.zeroshot import macro_f1
+from hybridssl.evaluation.zeroshot import f1_report
 
 
 def _l2_normalise(name: str, x: np.ndarray) -> torch.Tensor:
@@ -129,7 +129,7 @@ def knn_classify(
     pred = _vote(t_sims, ytrain[t_idx], best_k, float(tau), n_classes)
     return {
         "accuracy": float(100.0 * np.mean(pred == test_y)),
-        "macro_f1": 100.0 * float(macro_f1(test_y, pred, n_classes)),
+        **f1_report(test_y, pred, n_classes),
         "k": best_k,
         "val_accuracy": best_acc,
         "n_train": int(train_x.shape[0]),

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.schema import MODALITIES
+from edge_runtime.modalities import ordered_modalities
 from hybridssl.data.tagged import PositionTagged
 from hybridssl.evaluation.embed import Embeddings, extract_embeddings
 from hybridssl.evaluation.finetune import FinetuneConfig, finetune_classifier, load_inputs
@@ -138,6 +138,7 @@ def _summarise_fraction(runs: list[dict]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "accuracy": summarize([r["accuracy"] for r in done]) if done else None,
         "macro_f1": summarize([r["macro_f1"] for r in done]) if done else None,
+        "weighted_f1": summarize([r["weighted_f1"] for r in done]) if done else None,
         "n_train": [r["n_train"] for r in runs],
         "n_val": [r["n_val"] for r in runs],
         "missing_classes": [r["missing_classes"] for r in runs],
@@ -263,14 +264,14 @@ def attribute_report(run, pool_emb: Embeddings, pool_pos: np.ndarray, test_emb: 
                                names, modality, fractions, seeds, False, FinetuneConfig(), folder, None, None,
                                lambda _: None, probe_input)
         out[name] = {"n_classes": len(names), "chance": rep.get("chance"),
-                     "protocols": {p: {f: {k: r.get(k) for k in ("accuracy", "macro_f1")} for f, r in by_f.items()}
+                     "protocols": {p: {f: {k: r.get(k) for k in ("accuracy", "macro_f1", "weighted_f1")} for f, r in by_f.items()}
                                    for p, by_f in rep.get("protocols", {}).items()}}
     return out
 
 
 def quality_report(emb: Embeddings) -> dict[str, Any]:
     """Alignment/uniformity per modality pair, effective rank/uniformity per modality (test split)."""
-    present = [m for m in MODALITIES if m in emb.by_modality]
+    present = list(ordered_modalities(emb.by_modality))
     pairs: dict[str, Any] = {}
     for a, b in itertools.combinations(present, 2):
         ea, eb, keys = emb.paired(a, b)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hybridssl.evaluation.zeroshot import macro_f1
+from hybridssl.evaluation.zeroshot import f1_report
 
 _STD_FLOOR = 1e-12
 
@@ -192,7 +192,7 @@ def linear_probe(
     pred = predict(te, W, b)                                         # (n_test,)
     return {
         "accuracy": _accuracy(pred, test_y),
-        "macro_f1": 100.0 * float(macro_f1(test_y, pred, n_classes)),
+        **f1_report(test_y, pred, n_classes),
         "l2": l2,
         "val_accuracy": val_acc,
         "n_train": int(train_x.shape[0]),

@@ -66,8 +66,8 @@ def _check_labels(y: np.ndarray, n_classes: int, name: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    """Macro-averaged F1 as a fraction in [0, 1] (see module docstring for the conventions)."""
+def _per_class_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(F1 (C,), true counts (C,), present (C,) bool: the class occurs in y_true or y_pred)."""
     if n_classes < 1:
         raise ValueError(f"n_classes must be >= 1, got {n_classes}")
     t = _check_labels(y_true, n_classes, "y_true")                # (N,)
@@ -83,8 +83,26 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     recall = np.divide(tp, n_true, out=np.zeros_like(tp), where=n_true > 0)
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    present = (n_true > 0) | (n_pred > 0)
+    return f1, n_true, (n_true > 0) | (n_pred > 0)
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Macro-averaged F1 as a fraction in [0, 1] (see module docstring for the conventions)."""
+    f1, _, present = _per_class_f1(y_true, y_pred, n_classes)
     return float(f1[present].mean())
+
+
+def weighted_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Support-weighted F1 in [0, 1]: ``Σ_c F1_c · n_c / N`` with n_c the true count of class c (the
+    figure to read on imbalanced labels; scikit-learn's ``average="weighted"``)."""
+    f1, n_true, _ = _per_class_f1(y_true, y_pred, n_classes)
+    return float((f1 * n_true).sum() / n_true.sum())
+
+
+def f1_report(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, float]:
+    """``{"macro_f1": %, "weighted_f1": %}`` of predictions."""
+    return {"macro_f1": 100.0 * macro_f1(y_true, y_pred, n_classes),
+            "weighted_f1": 100.0 * weighted_f1(y_true, y_pred, n_classes)}
 
 
 def zero_shot_accuracy(embeddings: np.ndarray, labels: np.ndarray, class_emb: np.ndarray) -> dict[str, float]:

@@ -1,16 +1,18 @@
 """The loss terms a configuration trains: every contrastive modality pair, the generative terms,
-the intra-modal NT-Xent terms (their names key the weighting and the logs)."""
+the intra-modal NT-Xent terms (their names key the weighting and the logs). A feature-sequence tower's
+generative term is ``mfm/seq_<stream>`` (masked-frame modelling) whenever ``model.generative`` is not
+``none``."""
 
 from __future__ import annotations
 
 import itertools
 
-from edge_runtime.schema import MODALITIES
+from edge_runtime.modalities import is_sequence, ordered_modalities
 from hybridssl.config import RunConfig
 
 
 def resolve_pairs(modalities: tuple[str, ...], requested: tuple[str, ...]) -> list[tuple[str, str]]:
-    present = [m for m in MODALITIES if m in modalities]
+    present = list(ordered_modalities(modalities))
     every = list(itertools.combinations(present, 2))
     if not requested:
         return every
@@ -32,6 +34,8 @@ def loss_names(cfg: RunConfig, modalities: tuple[str, ...]) -> list[str]:
         names += [f"contrastive/{a}-{b}" for a, b in resolve_pairs(modalities, cfg.loss.pairs)]
     if cfg.model.generative != "none":
         names += [f"{cfg.model.generative}/{m}" for m in ("image", "audio") if m in modalities]
+        if cfg.model.sequence_mask_ratio > 0:
+            names += [f"mfm/{m}" for m in ordered_modalities(modalities) if is_sequence(m)]
     if cfg.model.text_generative == "mlm" and "text" in modalities:
         names.append("mlm/text")
     if cfg.loss.ntxent_weight > 0 and "image" in modalities:

@@ -7,6 +7,8 @@
   Gaussian q(z|x) = N(μ, diag(exp(logvar))) (B, n_keep, Z); a reparameterised sample z feeds the
   decoder instead of the token (VAE latent reconstruction, Kingma & Welling 2014).
 * :class:`MaskedTokenHead` — BERT-style masked-token prediction: LayerNorm → Linear(W, V).
+* :class:`MaskedFrameHead` — masked-frame regression for a feature sequence: LayerNorm → Linear(W, W)
+  → GELU → Linear(W, patch·D), the normalised frames of every token (B, N, patch·D).
 """
 
 from __future__ import annotations
@@ -70,3 +72,12 @@ class MaskedTokenHead(nn.Module):
 
     def forward(self, tokens: Tensor) -> Tensor:
         return self.out(self.norm(tokens))  # (B, L, V)
+
+
+class MaskedFrameHead(nn.Module):
+    def __init__(self, width: int, token_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.GELU(), nn.Linear(width, token_dim))
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.net(tokens)  # (B, N, patch·D)

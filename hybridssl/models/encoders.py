@@ -13,6 +13,10 @@
 * audio : (B, 1, M, T) log-mel → conv patch embedding (pm×pt) over (mel, frame); trailing frames
           that do not fill a patch are dropped → (B, (M/pm)(⌊T/pt⌋), W)
 * text  : (B, L) token ids → embedding → (B, L, W), with an attention mask for padding
+* feature sequence : frames (B, T, D), T a multiple of ``patch`` → ``patch`` consecutive frames per
+          token → Linear(patch·D, W) → (B, T/patch, W); a token is real when any of its frames is
+          (``frame_mask`` (B, T)); masked tokens are replaced by a learned [MASK] embedding before
+          the positions are added (:func:`hybridssl.models.masking.frame_token_masking`)
 
 Learned positional embeddings are added before masking, so visible tokens keep their position.
 Blocks are :class:`hybridssl.models.blocks.Block` (pre-norm, SDPA attention, timm's layout). Each encoder exposes
@@ -147,13 +151,55 @@ class TextStem(nn.Module):
 class ModalityEncoder(nn.Module):
     """Stem + modality-specific blocks (the shared trunk, if any, follows in the hybrid model)."""
 
-    def __init__(self, stem: PatchStem | TextStem, width: int, depth: int, heads: int, mlp_ratio: float,
+    def __init__(self, stem: PatchStem | TextStem | SequenceStem, width: int, depth: int, heads: int, mlp_ratio: float,
                  drop_path: float) -> None:
         super().__init__()
-        self.stem: PatchStem | TextStem = stem
+        self.stem: PatchStem | TextStem | SequenceStem = stem
         self.blocks = make_blocks(width, depth, heads, mlp_ratio, drop_path)
 
     def forward(self, tokens: Tensor, attn_mask: Tensor | None = None) -> Tensor:
         for blk in self.blocks:
             tokens = blk(tokens, attn_mask=attn_mask)
         return tokens
+
+
+class SequenceStem(nn.Module):
+    """Frame projection with learned positions for one feature stream (see the module docstring)."""
+
+    def __init__(self, dim: int, patch: int, max_tokens: int, width: int) -> None:
+        super().__init__()
+        if dim < 1 or patch < 1 or max_tokens < 1:
+            raise ValueError(f"a sequence stem needs dim, patch, max_tokens >= 1, got {dim}, {patch}, {max_tokens}")
+        self.dim, self.patch, self.max_tokens = dim, patch, max_tokens
+        self.proj = nn.Linear(patch * dim, width)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
+        nn.init.normal_(self.mask_token, std=0.02)
+        self.pos = nn.Parameter(torch.zeros(1, max_tokens, width))
+        nn.init.trunc_normal_(self.pos, std=0.02)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.max_tokens
+
+    def group(self, frames: Tensor) -> Tensor:
+        """(B, T, D) → (B, T/patch, patch·D), checking the shape."""
+        if frames.ndim != 3 or frames.shape[2] != self.dim:
+            raise ValueError(f"the sequence has shape {tuple(frames.shape)}, the tower takes (B, T, {self.dim} channels)")
+        self._check_length(frames.shape[1])
+        return frames.reshape(frames.shape[0], -1, self.patch * self.dim)   # -1: the time axis stays dynamic in ONNX
+
+    def _check_length(self, t: int) -> None:
+        if t % self.patch or t // self.patch > self.max_tokens or t == 0:
+            raise ValueError(f"the sequence has {t} frames; the tower takes a non-zero multiple of {self.patch} "
+                             f"up to {self.max_tokens * self.patch}")
+
+    def token_mask(self, frame_mask: Tensor) -> Tensor:
+        """frame_mask (B, T) → (B, T/patch) bool: tokens with at least one real frame."""
+        self._check_length(frame_mask.shape[-1])
+        return frame_mask.reshape(frame_mask.shape[0], -1, self.patch).bool().any(-1)
+
+    def forward(self, frames: Tensor, masked: Tensor | None = None) -> Tensor:
+        x = self.proj(self.group(frames))                                                   # (B, N, W)
+        if masked is not None:
+            x = torch.where(masked.unsqueeze(-1), self.mask_token.to(x.dtype), x)
+        return x + self.pos[:, : x.shape[1]]

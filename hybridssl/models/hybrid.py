@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from edge_runtime.schema import MODALITIES
+from edge_runtime.modalities import is_modality, is_sequence, ordered_modalities, sequence_stream
 from hybridssl.config import ModelConfig
 from hybridssl.models.blocks import make_blocks
-from hybridssl.models.decoders import MaskedPatchDecoder, MaskedTokenHead
-from hybridssl.models.encoders import STEMS, ModalityEncoder, PatchStem, TextStem
-from hybridssl.models.masking import Masking, gather_tokens, random_masking
+from hybridssl.models.decoders import MaskedFrameHead, MaskedPatchDecoder, MaskedTokenHead
+from hybridssl.models.encoders import STEMS, ModalityEncoder, PatchStem, SequenceStem, TextStem
+from hybridssl.models.masking import Masking, frame_token_masking, gather_tokens, random_masking
 from hybridssl.preprocessing import PreprocessSpec
 
 PATCH_MODALITIES = ("image", "audio")
@@ -38,30 +38,33 @@ class Encoded:
     tokens: Tensor                 # (B, K, W) visible tokens after the final norm
     pooled: Tensor                 # (B, W)
     masking: Masking | None = None
+    masked: Tensor | None = None   # feature sequences: (B, N) bool, the tokens replaced by [MASK]
+    real: Tensor | None = None     # feature sequences: (B, N) bool, the tokens holding a real frame
 
 
 class HybridModel(nn.Module):
     def __init__(self, cfg: ModelConfig, spec: PreprocessSpec, vocab_size: int) -> None:
         super().__init__()
-        unknown = set(cfg.modalities) - set(MODALITIES)
-        if unknown or not cfg.modalities:
-            raise ValueError(f"modalities must be a non-empty subset of image, text, audio; got {cfg.modalities}")
+        if not cfg.modalities or not all(map(is_modality, cfg.modalities)):
+            raise ValueError(f"modalities must be a non-empty subset of image, text, audio, seq_<stream>; "
+                             f"got {cfg.modalities}")
         if not 0 <= cfg.shared_depth <= cfg.depth:
             raise ValueError("shared_depth must be between 0 and depth")
         if cfg.generative not in ("mae", "vae", "none") or cfg.text_generative not in ("mlm", "none"):
             raise ValueError("generative must be mae|vae|none and text_generative mlm|none")
         self.cfg = cfg
-        self.modalities = tuple(cfg.modalities)
-        unknown_towers = sorted(set(cfg.towers) - set(MODALITIES))
+        self.modalities = ordered_modalities(cfg.modalities)
+        unknown_towers = sorted(m for m in cfg.towers if not is_modality(m))
         if unknown_towers:
-            raise ValueError(f"model.towers names unknown modalities {unknown_towers}; valid: audio, image, text")
+            raise ValueError(f"model.towers names unknown modalities {unknown_towers}; valid: audio, image, text, "
+                             f"seq_<stream>")
         towers = {m: cfg.tower(m) for m in self.modalities}            # m → (width, depth, heads)
         self.widths = {m: t[0] for m, t in towers.items()}
         if cfg.shared_depth and len({*self.widths.values(), cfg.width}) > 1:
             raise ValueError(f"a shared trunk needs every tower at width {cfg.width}; got {self.widths}")
         if any(cfg.shared_depth > t[1] for t in towers.values()):
             raise ValueError("shared_depth must not exceed any tower's depth")
-        stems: dict[str, PatchStem | TextStem] = {}
+        stems: dict[str, PatchStem | TextStem | SequenceStem] = {}
         if "image" in self.modalities:
             s = spec.image.size
             if cfg.image_stem not in STEMS:
@@ -75,6 +78,13 @@ class HybridModel(nn.Module):
                                        self.widths["audio"])
         if "text" in self.modalities:
             stems["text"] = TextStem(vocab_size, spec.text.max_length, self.widths["text"])
+        for m in filter(is_sequence, self.modalities):
+            stream = sequence_stream(m)
+            if stream not in spec.sequences:
+                raise ValueError(f"the preprocessing spec has no entry for the feature stream {stream!r} "
+                                 f"(it is fitted from the training data; has {sorted(spec.sequences)})")
+            seq = spec.sequences[stream]
+            stems[m] = SequenceStem(seq.dim, seq.patch, seq.max_tokens, self.widths[m])
         self.encoders = nn.ModuleDict({
             m: ModalityEncoder(stems[m], w, d - cfg.shared_depth, h, cfg.mlp_ratio, cfg.drop_path)
             for m, (w, d, h) in towers.items()
@@ -98,22 +108,36 @@ class HybridModel(nn.Module):
                     )
         if cfg.text_generative == "mlm" and "text" in self.modalities:
             self.decoders["text"] = MaskedTokenHead(self.widths["text"], vocab_size)
+        if cfg.generative != "none":
+            for m in filter(is_sequence, self.modalities):
+                stem = stems[m]
+                assert isinstance(stem, SequenceStem)
+                self.decoders[m] = MaskedFrameHead(self.widths[m], stem.patch * stem.dim)
         self.apply(_init_weights)
 
     # ------------------------------------------------------------------ encoding
     def encode(self, modality: str, x: Tensor, *, attention: Tensor | None = None, mask_ratio: float = 0.0,
                generator: torch.Generator | None = None) -> Encoded:
-        """Encode once. x: image (B,3,S,S) | audio (B,1,M,T) | text ids (B,L) with attention (B,L) bool."""
+        """Encode once. x: image (B,3,S,S) | audio (B,1,M,T) | text ids (B,L) with attention (B,L) bool |
+        feature frames (B,T,D) with attention = the frame mask (B,T) bool."""
         if modality not in self.encoders:
             raise ValueError(f"this model has no {modality!r} encoder (it has {', '.join(self.modalities)})")
         enc = self.encoder(modality)
-        masking = None
-        attn_mask = None
+        masking = masked = real = None
+        attn_mask = pool_mask = None
         if modality == "text":
             if attention is None:
                 raise ValueError("text needs its attention mask")
-            attn_mask = attention[:, None, None, :]             # (B, 1, 1, L)
+            attn_mask, pool_mask = attention[:, None, None, :], attention  # (B, 1, 1, L), (B, L)
             tokens = enc.stem(x)                                # (B, L, W)
+        elif isinstance(enc.stem, SequenceStem):
+            if attention is None:
+                raise ValueError(f"{modality} needs its frame mask")
+            real = enc.stem.token_mask(attention)               # (B, N)
+            if mask_ratio > 0:
+                masked = frame_token_masking(real, mask_ratio, enc.stem.max_tokens, generator)
+            tokens = enc.stem(x, masked)                        # (B, N, W)
+            attn_mask, pool_mask = real[:, None, None, :], real
         elif mask_ratio > 0:
             stem = self.patch_stem(modality)
             masking = random_masking(x.shape[0], stem.num_tokens, mask_ratio, x.device, generator)
@@ -128,7 +152,7 @@ class HybridModel(nn.Module):
             for blk in self.trunk:
                 tokens = blk(tokens, attn_mask=attn_mask)
         tokens = self.norms[modality](tokens)
-        return Encoded(tokens, self._pool(tokens, attention if modality == "text" else None), masking)
+        return Encoded(tokens, self._pool(tokens, pool_mask), masking, masked, real)
 
     def _pool(self, tokens: Tensor, attention: Tensor | None) -> Tensor:
         """(B, K, W) → (B, W): mean or max over the tokens (the real ones where ``attention`` (B, K) says).
@@ -187,6 +211,12 @@ class HybridModel(nn.Module):
     def text_stem(self) -> TextStem:
         stem = self.encoder("text").stem
         assert isinstance(stem, TextStem)
+        return stem
+
+    def sequence_stem(self, modality: str) -> SequenceStem:
+        stem = self.encoder(modality).stem
+        if not isinstance(stem, SequenceStem):
+            raise ValueError(f"the {modality} tower is not a feature-sequence tower")
         return stem
 
     def decoder(self, modality: str) -> MaskedPatchDecoder:

@@ -25,7 +25,8 @@ VOCAB = 64
 
 def _spec(size: int = 64) -> PreprocessSpec:
     return PreprocessSpec.from_dict({"image": {"size": size, "resize": size}, "audio": {"n_mels": 32, "clip_seconds": 0.5},
-                                     "text": {"max_length": 12}})
+                                     "text": {"max_length": 12},
+                                     "sequences": {"imu": {"dim": 5, "max_frames": 20, "patch": 2}}})
 
 
 def _inputs(modality: str, spec: PreprocessSpec, b: int = 2):
@@ -34,6 +35,10 @@ def _inputs(modality: str, spec: PreprocessSpec, b: int = 2):
         return (torch.randn(b, 3, spec.image.size, spec.image.size, generator=g),)
     if modality == "audio":
         return (torch.randn(b, 1, spec.audio.n_mels, spec.audio.num_frames, generator=g),)
+    if modality == "seq_imu":
+        mask = torch.ones(b, 20, dtype=torch.bool)
+        mask[0, 7:] = False
+        return torch.randn(b, 20, 5, generator=g) * mask[..., None], mask
     ids = torch.randint(5, VOCAB, (b, spec.text.max_length), generator=g)
     attn = torch.zeros(b, spec.text.max_length, dtype=torch.bool)
     attn[0, :5], attn[1, :]= True, True
@@ -54,7 +59,9 @@ def test_registry_lists_what_the_issue_asks_for():
 @pytest.mark.parametrize("name", CANONICAL)
 def test_every_student_embeds_into_the_teacher_space(name):
     spec = _spec()
-    tower = create_student(name, embed_dim=E, preprocess=spec, vocab_size=VOCAB)
+    kind = student_entry(name).modality
+    tower = create_student(name, embed_dim=E, preprocess=spec, vocab_size=VOCAB,
+                           modality="seq_imu" if kind == "sequence" else None)
     model = StudentModel({tower.modality: tower}).eval()
     m = tower.modality
     x = _inputs(m, spec)

@@ -75,7 +75,8 @@ def test_docs_document_every_schema_key() -> None:
 def test_docs_use_no_key_the_schema_lacks() -> None:
     schema = {k for keys in SCHEMA_KEYS.values() for k in keys}
     # keys inside opaque objects (preprocessing, source.metrics) and the example's own placeholders
-    opaque = {"run_dir", "kind", "model", "step", "metrics", "circle", "square", "image", "text", "audio", "int8",
+    opaque = {"run_dir", "kind", "model", "step", "metrics", "circle", "square", "image", "text", "audio", "seq_sensor",
+              "int8",
               "weights", "1", "8"}
     extra = documented_keys() - schema - opaque
     assert not extra, f"docs/bundle.md documents keys the schema does not define: {sorted(extra)}"

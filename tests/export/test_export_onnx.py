@@ -20,7 +20,7 @@ from export.onnx_graph import (
     topological_sort,
 )
 from export.towers import (
-    TextTower,
+    MaskedTower,
     embed_dim_of,
     example_feeds,
     interface_args,
@@ -62,7 +62,7 @@ def test_tower_module_is_the_model_embedding(run):
     np.testing.assert_allclose(torch_embed(run.model, "text", feeds), want, atol=1e-6)
     back = torch_to_feeds("text", ids, attn)
     assert all(np.array_equal(back[k], feeds[k]) for k in feeds)
-    assert isinstance(tower_module(run.model, "text"), TextTower)
+    assert isinstance(tower_module(run.model, "text"), MaskedTower)
 
 
 @pytest.mark.parametrize("m", ["image", "text", "audio"])

@@ -26,7 +26,7 @@ def test_round_trip(tmp_path: Path) -> None:
     )
     assert path == tmp_path / "mosei_feats" and path.is_file()
     d = FeatureSequenceDataset(path)
-    assert len(d) == 4 and d.modalities == () and d.feature_dims == {"acoustic": 3, "vision": 5}
+    assert len(d) == 4 and d.modalities == ("seq_acoustic", "seq_vision") and d.feature_dims == {"acoustic": 3, "vision": 5}
     assert d.label_names == ["neg", "neu", "pos"] and d.labels() == [1, 0, None, 2]
     assert list(d.captions()) == []
     assert d.load_report.repaired["empty_sequence_dropped"] == 1 and d.load_report.total_skipped == 0

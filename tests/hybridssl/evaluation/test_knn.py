@@ -98,7 +98,7 @@ def test_knn_classify_selects_k_on_val():
     (trx, try_), (vax, vay), (tex, tey) = draw(40), draw(30), draw(30)
     grid = (1, 5, 10, 20, 50)
     out = knn_classify(trx, try_, vax, vay, tex, tey, 3, k_grid=grid, tau=0.1)
-    assert set(out) == {"accuracy", "macro_f1", "k", "val_accuracy", "n_train", "tau"}
+    assert set(out) == {"accuracy", "macro_f1", "weighted_f1", "k", "val_accuracy", "n_train", "tau"}
     accs = {k: 100 * np.mean(knn_predict(trx, try_, vax, k=k, tau=0.1, n_classes=3) == vay) for k in grid}
     best = min(grid, key=lambda k: (-accs[k], k))             # best val accuracy, ties → smaller k
     assert out["k"] == best and out["val_accuracy"] == pytest.approx(accs[best])

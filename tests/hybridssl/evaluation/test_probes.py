@@ -125,7 +125,7 @@ def test_linear_probe_selects_lambda_on_val_and_reports_test():
     trx, try_, vax, vay, tex, tey = _probe_data(0)
     grid = (1e-4, 1e-2, 1.0)
     out = linear_probe(trx, try_, vax, vay, tex, tey, 4, l2_grid=grid)
-    assert set(out) == {"accuracy", "macro_f1", "l2", "val_accuracy", "n_train"}
+    assert set(out) == {"accuracy", "macro_f1", "weighted_f1", "l2", "val_accuracy", "n_train"}
     # reference selection: fit each λ on preprocessed train, score on val, ties → larger λ
     a, v, t = preprocess_features(trx, vax, tex)
     accs = {l2: 100 * np.mean(predict(v, *fit_logistic(a, try_, 4, l2)) == vay) for l2 in grid}
