@@ -17,7 +17,6 @@ from rich.table import Table
 
 from cli.console import console, kv_table, progress_bar, warn
 from cli.options import parse_list, parse_positive_ints
-from edge_runtime.modalities import MODALITIES
 
 BundleArg = Annotated[Path, typer.Argument(help="a bundle folder written by hssl export")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="auto | onnxruntime | openvino | tensorrt")]
@@ -32,20 +31,22 @@ def _load(bundle: Path, backend: str, threads: int | None, precision: str | None
 
 
 def embed(bundle: BundleArg,
-          files: Annotated[Optional[list[Path]], typer.Argument(help="image / audio files")] = None,
+          files: Annotated[Optional[list[Path]], typer.Argument(help="image / audio files, .npy (T, D) feature sequences")] = None,
           text: Annotated[Optional[list[str]], typer.Option("--text", help="a text to embed (repeatable)")] = None,
           out: Annotated[Path, typer.Option("--out", help="where to write the (N, E) float32 .npy")] = Path("emb.npy"),
           backend: BackendOpt = "auto", threads: ThreadsOpt = None, precision: PrecisionOpt = None) -> None:
     """Embed files (and --text strings) into the joint space; rows follow the argument order."""
-    from edge_runtime.model import infer_modality
 
-    items: list[tuple[str, Any, str]] = [(str(f), f, infer_modality(f)) for f in files or []]
+    items: list[tuple[str, Any, str]] = [(str(f), *_file_item(f)) for f in files or []]
     items += [(t, t, "text") for t in text or []]
     if not items:
         raise ValueError("nothing to embed: pass files and/or --text")
     model = _load(bundle, backend, threads, precision)
+    if any(m == "sequence" for _, _, m in items):
+        tower = model.sequence_tower()
+        items = [(name, x, tower if m == "sequence" else m) for name, x, m in items]
     rows = np.zeros((len(items), model.embed_dim), dtype=np.float32)
-    for modality in MODALITIES:
+    for modality in model.modalities:
         idx = [i for i, it in enumerate(items) if it[2] == modality]
         if idx:
             rows[idx] = model.embed([items[i][1] for i in idx], modality)
@@ -61,6 +62,19 @@ def embed(bundle: BundleArg,
         t.add_row(str(i), name, m, " ".join(f"{v:+.3f}" for v in rows[i, :4]))
     console.print(t)
     console.print(f"wrote {out} and {sidecar}")
+
+
+def _file_item(path: Path) -> tuple[Any, str]:
+    """(item, modality) of a file argument: a ``.npy`` is a (T, D) feature sequence for the bundle's
+    sequence tower (read without pickle), anything else an image or audio file."""
+    from edge_runtime.model import infer_modality
+
+    if path.suffix.lower() == ".npy":
+        try:
+            return np.load(path, allow_pickle=False), "sequence"
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: not a readable .npy array without pickle ({e})") from None
+    return path, infer_modality(path)
 
 
 def classify(bundle: BundleArg,

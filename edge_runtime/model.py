@@ -236,9 +236,10 @@ class EdgeModel:
         """A ``(T, D)`` array of frames (channels last) or a list of them, or an ``(N, T, D)`` array →
         (E,) or (N, E). ``modality``: the ``seq_<stream>`` tower, needed only when the bundle has several.
         InputError for NaN / inf, the wrong channel count, no frame or more than ``max_frames``."""
-        return self.embed(frames, modality or self._only_sequence_tower())
+        return self.embed(frames, modality or self.sequence_tower())
 
-    def _only_sequence_tower(self) -> str:
+    def sequence_tower(self) -> str:
+        """The bundle's one feature-sequence tower (InputError when it has none or several)."""
         towers = list(self.sequence_specs)
         if len(towers) != 1:
             raise InputError(f"pass modality=...: the bundle has {'no' if not towers else 'several'} feature-sequence "

@@ -14,6 +14,7 @@ import torch
 import distill
 import export
 import hybridssl
+from cli.main import main
 from edge_runtime.model import EdgeModel
 from edge_runtime.sequence import preprocess_sequences
 from edge_runtime.validate import InputError
@@ -79,6 +80,14 @@ def test_features_file_trains_evaluates_distils_exports_and_runs_torch_free(feat
         model.embed_sequence(np.zeros((10, 5), np.float32), "seq_sensor")
     with pytest.raises(InputError, match="at most"):
         model.embed_sequence(np.zeros((10 ** 4, 6), np.float32), "seq_sensor")
+
+    # `hssl embed BUNDLE window.npy`: a .npy is a sequence for the bundle's one sequence tower
+    one = export.export(student.run_dir, tmp_path / "one", target="onnx", eval_size=16, modalities=["seq_sensor"])
+    np.save(tmp_path / "w.npy", items[0])
+    assert main(["embed", str(one.bundle_dir), str(tmp_path / "w.npy"), "--out", str(tmp_path / "e.npy")]) == 0
+    assert float(np.load(tmp_path / "e.npy")[0] @ alone[0]) >= 0.9999
+    np.save(tmp_path / "p.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert main(["embed", str(one.bundle_dir), str(tmp_path / "p.npy"), "--out", str(tmp_path / "p_out.npy")]) == 2
 
 
 def test_builtin_sensor_trains_with_four_towers(tmp_path):
