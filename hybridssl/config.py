@@ -68,7 +68,8 @@ class ModelConfig:
     text_mask_ratio: float = 0.15
     norm_pix_loss: bool = True
     # Feature-sequence towers (one per stream the data carries, named seq_<stream>): masked-frame ratio,
-    # frames per token (0: the fewest that keep a sequence within 64 tokens) and the longest sequence kept.
+    # frames per token (0: the power of two that makes the longest sequence about 16 tokens, see
+    # hybridssl.preprocessing.AUTO_TOKENS) and the longest sequence kept.
     sequence_mask_ratio: float = 0.3
     sequence_patch: int = 0
     sequence_max_frames: int = 512

@@ -93,14 +93,17 @@ def preprocess_audio(wave: np.ndarray, sample_rate: int, spec: AudioSpec) -> tup
 
 
 # ----------------------------------------------------------------------------- feature sequences
-#: a sequence tower keeps at most this many tokens when ``model.sequence_patch`` is 0 (auto)
-AUTO_MAX_TOKENS = 64
+#: ``model.sequence_patch`` 0 (auto) groups frames so that the longest sequence is about this many tokens.
+#: Measured on the built-in sensor stream (96 frames, a transformer tower trained supervised for
+#: 400 × 64 samples): patch 2 (48 tokens) learns the frequency-coded colour at chance, 12.4 %;
+#: patch 8 (12 tokens) 96.9 % — a token must span enough of the wave to see its frequency.
+AUTO_TOKENS = 16
 
 
 def fit_sequence_spec(items: list[np.ndarray], max_frames: int, patch: int = 0) -> SequenceSpec:
     """A stream's spec from training items (T_i, D): per-channel mean / std over every frame (std
     floored at 1e-3), ``max_frames`` = the longest item, capped at ``max_frames``; ``patch`` 0 picks
-    ⌈max_frames / :data:`AUTO_MAX_TOKENS`⌉."""
+    the power of two ≥ max_frames / :data:`AUTO_TOKENS` (so that a token spans several frames)."""
     if not items:
         raise ValueError("no training item carries this feature stream")
     dims = {x.shape[1] for x in items}
@@ -108,7 +111,7 @@ def fit_sequence_spec(items: list[np.ndarray], max_frames: int, patch: int = 0) 
         raise ValueError(f"the stream's items disagree on the channel count: {sorted(dims)}")
     frames = np.concatenate([np.asarray(x, dtype=np.float64) for x in items])       # (ΣT, D)
     longest = min(int(max(x.shape[0] for x in items)), int(max_frames))
-    patch = int(patch) or max(1, math.ceil(longest / AUTO_MAX_TOKENS))
+    patch = int(patch) or 2 ** max(0, math.ceil(math.log2(longest / AUTO_TOKENS)))
     if patch > longest:
         raise ValueError(f"model.sequence_patch {patch} is longer than the longest sequence kept ({longest} frames)")
     mean = [round(float(v), 6) for v in frames.mean(0)]

@@ -14,6 +14,9 @@ For each modality m in the batch the encoder runs ONCE on the visible tokens (ra
     ``loss.text_ntxent_mask_ratio``; without MLM the caption and one masking; ``loss.text_ntxent_weight``): the text embedding must tell
     captions apart on its own instead of only as far as the images already do. Single-process
     exact; under torchrun the text views are drawn per rank.
+  * the redundancy signal of the weighting is the mean feature redundancy of the modality pairs; on
+    data without a pair (one modality) it is that of the two NT-Xent views of each image, so the
+    dynamic weighting still has a signal to act on;
   * optional hard-negative re-weighting of every InfoNCE denominator (``loss.hard_negative_beta``,
     :func:`hybridssl.losses.infonce.hard_negative_logits`).
 The weighting strategy combines the named terms; its weights and the signals it saw are returned.
@@ -117,6 +120,7 @@ class HybridTask(nn.Module):
         counts: dict[str, int] = {}
         emb: dict[str, Tensor] = {}
         idx: dict[str, Tensor] = {}
+        view_redundancy: list[float] = []   # of the NT-Xent views: the signal when there is no modality pair
         for m in self.model.modalities:
             x, attention, ids_target, selected = self._inputs(batch, m, generator, plan)
             if x is None and (plan is None or not plan.total(m)):
@@ -141,6 +145,8 @@ class HybridTask(nn.Module):
                     z1, z2 = self.model.heads[m](enc.pooled), self.model.heads[m](view2.pooled)  # (B, E) each
                     losses["ntxent/image"] = self.cfg.loss.ntxent_weight * nt_xent(z1, z2, self.cfg.loss.ntxent_temperature)
                     counts["ntxent/image"] = x.shape[0]
+                    if not self.pairs and z1.shape[0] >= 2:
+                        view_redundancy.append(float(feature_redundancy(z1.detach(), z2.detach())))
             if m == "text" and "ntxent/text" in self.names and enc is not None and self.text is not None:
                 clean = ids_target if ids_target is not None else x  # view 1: the MLM corruption, or the caption
                 corrupted, _ = self._mask_tokens(clean, attention, generator, self.cfg.loss.text_ntxent_mask_ratio)
@@ -150,6 +156,7 @@ class HybridTask(nn.Module):
                 losses["ntxent/text"] = self.cfg.loss.text_ntxent_weight * nt_xent(z1, z2, self.cfg.loss.ntxent_temperature)
                 counts["ntxent/text"] = clean.shape[0]
         pair_sizes, redundancies = self._contrastive(batch, emb, idx, losses, counts, generator, plan)
+        redundancies = redundancies or view_redundancy
         sizes: dict[str, int]
         if plan is not None:
             losses, sizes, redundancy = globalise(self.names, losses, counts, pair_sizes, redundancies, plan, self._device())

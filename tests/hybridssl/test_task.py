@@ -109,3 +109,19 @@ def test_colour_permutation_changes_colour_only():
     for i in range(5):
         sources = [next(c for c in range(3) if torch.allclose(out[i, k], raw[i, c], atol=1e-6)) for k in range(3)]
         assert sorted(sources) == [0, 1, 2] and sources != [0, 1, 2]  # a real permutation, never the identity
+
+
+def test_single_modality_weighting_reads_the_redundancy_of_the_ntxent_views(setup):
+    """Image-only data has no modality pair; the adaptive weighting then gets the NT-Xent views'
+    redundancy, so the reconstruction weight moves with it instead of sitting at its base (1.0)."""
+    tok, batch = setup
+    cfg = load_config("tiny", ["model.modalities=[image]", "loss.ntxent_weight=1", "weighting.strategy=adaptive"])
+    torch.manual_seed(0)
+    model = build_model(cfg, tok.vocab_size, ("image",))
+    task = HybridTask(cfg, model, None)
+    out = task(batch, 0, torch.Generator().manual_seed(0))
+    assert set(out.parts) == {"mae/image", "ntxent/image"}
+    r = out.signals["redundancy"]
+    assert 0 < r < 1
+    kappa = task.weighting.kappa
+    assert out.weights["mae/image"] == pytest.approx(min(task.weighting.w_max, 1.0 + kappa * r))
