@@ -29,7 +29,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -85,12 +85,10 @@ def split_inputs(dataset, spec, modality: str) -> Inputs:
     if modality == "image":
         return Inputs(torch.stack(xs), None, y)
     stream = spec.sequences[sequence_stream(modality)]
-    frames, mask = pad_sequences(xs, replace(stream, max_frames=stream.max_tokens * stream.patch))
-    t = stream.max_tokens * stream.patch
-    full = np.zeros((len(xs), t, stream.dim), np.float32)
-    full_mask = np.zeros((len(xs), t), bool)
-    full[:, : frames.shape[1]], full_mask[:, : mask.shape[1]] = frames, mask.astype(bool)
-    return Inputs(torch.from_numpy(full), torch.from_numpy(full_mask), y)
+    frames, mask = pad_sequences(xs, stream)
+    extra = stream.padded_frames - frames.shape[1]                 # every split to the same length (raw floor)
+    frames, mask = np.pad(frames, ((0, 0), (0, extra), (0, 0))), np.pad(mask, ((0, 0), (0, extra)))
+    return Inputs(torch.from_numpy(frames), torch.from_numpy(mask).bool(), y)
 
 
 @torch.inference_mode()

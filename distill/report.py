@@ -76,7 +76,7 @@ def example_inputs(modality: str, spec: PreprocessSpec, vocab_size: int, batch: 
         return ids, torch.ones(batch, spec.text.max_length, dtype=torch.bool)
     if is_sequence(modality):                                   # the longest sequence the tower takes
         seq = spec.sequences[sequence_stream(modality)]
-        t = seq.max_tokens * seq.patch
+        t = seq.padded_frames
         return torch.randn(batch, t, seq.dim, generator=g), torch.ones(batch, t, dtype=torch.bool)
     raise ValueError(f"unknown modality {modality!r}")
 

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distill.sequence_encoders import TemporalCNN, TinySequenceEncoder, masked_mean
-from edge_runtime.modalities import MODALITIES, is_sequence, ordered_modalities, sequence_stream
+from edge_runtime.modalities import MODALITIES, is_sequence, modality_kind, ordered_modalities, sequence_stream
 from hybridssl.preprocessing import PreprocessSpec
 
 #: the student of each modality when none is named ("sequence": every seq_<stream> tower)
@@ -258,16 +258,12 @@ def create_student(name: str, *, embed_dim: int, preprocess: PreprocessSpec, voc
         raise ValueError(f"embed_dim must be >= 1, got {embed_dim}")
     entry = student_entry(name)
     modality = entry.modality if modality is None and entry.modality != "sequence" else modality
-    if modality is None or student_kind(modality) != entry.modality:
+    if modality is None or modality_kind(modality) != entry.modality:
         raise ValueError(f"student {entry.name!r} is a {entry.modality} student; it cannot be the {modality} tower")
     if is_sequence(modality) and sequence_stream(modality) not in preprocess.sequences:
         raise ValueError(f"the preprocessing spec has no feature stream {sequence_stream(modality)!r}")
     return StudentTower(entry.name, modality, entry.factory(preprocess, vocab_size, modality), embed_dim)
 
-
-def student_kind(modality: str) -> str:
-    """The registry kind that serves ``modality``: itself, or ``"sequence"`` for a seq_<stream> tower."""
-    return "sequence" if is_sequence(modality) else modality
 
 
 class StudentModel(nn.Module):
@@ -347,7 +343,7 @@ def resolve_students(student: str, modalities: Sequence[str]) -> dict[str, str]:
     A named student whose modality is not requested, or two students for one modality, is an error.
     """
     chosen: dict[str, str] = {}
-    kinds = {student_kind(m) for m in modalities}
+    kinds = {modality_kind(m) for m in modalities}
     for raw in (s for s in student.split(",") if s.strip()):
         entry = student_entry(raw)
         if entry.modality not in kinds:
@@ -356,4 +352,4 @@ def resolve_students(student: str, modalities: Sequence[str]) -> dict[str, str]:
         if entry.modality in chosen:
             raise ValueError(f"two {entry.modality} students given: {chosen[entry.modality]!r} and {entry.name!r}")
         chosen[entry.modality] = entry.name
-    return {m: chosen.get(student_kind(m), DEFAULT_STUDENTS[student_kind(m)]) for m in ordered_modalities(modalities)}
+    return {m: chosen.get(modality_kind(m), DEFAULT_STUDENTS[modality_kind(m)]) for m in ordered_modalities(modalities)}

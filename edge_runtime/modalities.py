@@ -36,6 +36,12 @@ def sequence_stream(modality: str) -> str:
     return modality[len(SEQUENCE_PREFIX):]
 
 
+def modality_kind(modality: str) -> str:
+    """What serves ``modality`` where towers are keyed by kind (input dtypes, the student registry):
+    itself, or ``"sequence"`` for every ``seq_<stream>`` tower."""
+    return "sequence" if is_sequence(modality) else modality
+
+
 def is_modality(modality: Any) -> bool:
     return modality in MODALITIES or is_sequence(modality)
 

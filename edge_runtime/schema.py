@@ -15,7 +15,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from edge_runtime.modalities import MODALITIES, SEQUENCE_PREFIX, TIME, is_modality, is_sequence, sequence_stream
+from edge_runtime.modalities import (
+    MODALITIES,
+    SEQUENCE_PREFIX,
+    TIME,
+    is_modality,
+    is_sequence,
+    modality_kind,
+    sequence_stream,
+)
 
 FORMAT = "hssl-bundle"
 FORMAT_VERSION = 1
@@ -50,7 +58,7 @@ class BundleError(ValueError):
 
 
 def input_dtypes(modality: str) -> tuple[str, ...]:
-    return INPUT_DTYPES["sequence" if is_sequence(modality) else modality] if is_modality(modality) else DTYPES
+    return INPUT_DTYPES[modality_kind(modality)] if is_modality(modality) else DTYPES
 
 
 def model_file_name(modality: str, target: str, precision: str) -> dict[str, str]:

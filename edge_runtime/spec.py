@@ -89,6 +89,11 @@ class SequenceSpec:
     def max_tokens(self) -> int:
         return -(-self.max_frames // self.patch)
 
+    @property
+    def padded_frames(self) -> int:
+        """The longest time axis a tower takes: ``max_frames`` rounded up to a multiple of ``patch``."""
+        return self.max_tokens * self.patch
+
 
 @dataclass
 class PreprocessSpec:

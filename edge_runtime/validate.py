@@ -161,9 +161,9 @@ def check_frame_feed(frames: np.ndarray, mask: np.ndarray, spec: Any) -> None:
     """A sequence feed: a 0/1 frame mask with a real frame in every row, a time axis that is a multiple
     of the stream's ``patch`` and at most its ``max_tokens · patch`` (``spec``: a SequenceSpec)."""
     t = frames.shape[1]
-    if t % spec.patch or t > spec.max_tokens * spec.patch:
+    if t % spec.patch or t > spec.padded_frames:
         raise InputError(f"the sequence feed has {t} frames; the tower takes a multiple of {spec.patch} up to "
-                         f"{spec.max_tokens * spec.patch} (pad with zeros and frame_mask 0)")
+                         f"{spec.padded_frames} (pad with zeros and frame_mask 0)")
     if mask.size and (int(mask.min()) < 0 or int(mask.max()) > 1):
         raise InputError("the frame mask must hold only 0 and 1")
     if (mask.sum(axis=1) == 0).any():

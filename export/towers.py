@@ -80,7 +80,7 @@ def example_feeds(modality: str, spec: PreprocessSpec, tokenizer: TextTokenizer 
         return {"input_ids": ids.astype(np.int64), "attention_mask": attn.astype(np.int64)}
     if is_sequence(modality):                         # full-length items and one of half the length
         seq = spec.sequences[sequence_stream(modality)]
-        t = seq.max_tokens * seq.patch
+        t = seq.padded_frames
         mask = np.ones((batch, t), dtype=np.int64)
         mask[1::2, max(1, t // 2):] = 0
         return {"frames": (rng.standard_normal((batch, t, seq.dim)) * mask[..., None]).astype(np.float32),
