@@ -20,6 +20,7 @@ and drop-path differ across ranks (those runs are statistically, not bitwise, eq
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import time
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from hybridssl import dist
@@ -157,6 +159,8 @@ class Trainer:
 
             self.ema = ModelEmaV3(self.task.model, decay=tc.ema_decay)
         self.fsdp = self.world_size > 1 and tc.distributed == "fsdp"
+        # FSDP shards the model in place: an empty (meta) copy of it, to assemble the trained model from
+        self._unsharded = copy.deepcopy(self.task.model).to("meta") if self.fsdp else None
         # what runs the forward (the task, or its DDP / FSDP wrapper), and the parameters FSDP leaves replicated
         self.engine, self.replicated = dist.wrap_for_ranks(self.task, self.cfg, self.device, self.world_size)
         self.optimizer = torch.optim.AdamW(param_groups(self.task, tc.weight_decay), lr=tc.lr, betas=(tc.betas[0], tc.betas[1]))
@@ -193,6 +197,25 @@ class Trainer:
             )
         dist.barrier()
         return folder
+
+    def trained_model(self) -> nn.Module | None:
+        """The model as one process holds it, for evaluation and export after :meth:`fit`.
+
+        Without FSDP: the trained model itself. Under FSDP every parameter is a shard (a DTensor) that a
+        single process cannot run, so this is a collective — every rank must call it — that gathers the
+        full state onto rank 0 and loads it into an unsharded copy of the model (in eval mode); the
+        other ranks get None."""
+        if self._unsharded is None:
+            return self.task.model
+        model_state, _ = dist.full_state(self.engine, self.task, self.optimizer, self.fsdp)
+        if not dist.is_main():
+            return None
+        model = self._unsharded.to_empty(device=self.device)
+        prefix = "model."
+        model.load_state_dict({k.removeprefix(prefix): v for k, v in model_state.items() if k.startswith(prefix)})
+        for name, buf in self.task.model.named_buffers():  # FSDP shards parameters only; buffers are whole
+            model.get_buffer(name).copy_(buf)
+        return model.eval()
 
     def load(self, folder: Path) -> None:
         ck = load_checkpoint(folder, with_optimizer=True)

@@ -143,23 +143,27 @@ def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, on_step: Callable[[S
         trainer.state.report.merge(train_set.load_report)  # index rows skipped while parsing the data
     if on_start:
         on_start(trainer)
-    if not main:  # the other ranks train, then stop; rank 0 tracks, evaluates and reports
+    if not main:  # the other ranks train (and hand in their shards), then stop; rank 0 tracks, evaluates, reports
         trainer.fit(on_step)
+        trainer.trained_model()
         return {"run": str(run_dir), "steps": trainer.state.step, "rank": dist.rank()}
     with run_tracking(cfg, run_dir, "train", trainer.state.step, log_root, run_name) as tracking:
-        metrics = _fit_and_report(cfg, run_dir, trainer, tracking.wrap(on_step), tokenizer, val_set, model, schedule)
-        log_run_end(tracking, metrics, trainer.task.model, tokenizer, val_set, cfg, run_dir)
+        metrics, trained = _fit_and_report(cfg, run_dir, trainer, tracking.wrap(on_step), tokenizer, val_set, schedule)
+        log_run_end(tracking, metrics, trained, tokenizer, val_set, cfg, run_dir)
     return metrics
 
 
 def _fit_and_report(cfg: RunConfig, run_dir: Path, trainer: Trainer, on_step: Callable[[StepLog], None],
-                    tokenizer: TextTokenizer | None, val_set: MultimodalDataset, model: Any,
-                    schedule: dict[str, int] | None) -> dict[str, Any]:
+                    tokenizer: TextTokenizer | None, val_set: MultimodalDataset,
+                    schedule: dict[str, int] | None) -> tuple[dict[str, Any], Any]:
+    """Train, then evaluate on the held-out split; (metrics, the trained model as one process holds it)."""
     t0 = time.perf_counter()
     start_samples = trainer.state.samples_seen
     trainer.fit(on_step)
     train_seconds = time.perf_counter() - t0
-    report = evaluate_heldout(trainer.task.model, tokenizer, val_set, cfg)
+    model = trainer.trained_model()
+    assert model is not None  # rank 0
+    report = evaluate_heldout(model, tokenizer, val_set, cfg)
     metrics = {
         "run": str(run_dir),
         "steps": trainer.state.step,
@@ -174,7 +178,7 @@ def _fit_and_report(cfg: RunConfig, run_dir: Path, trainer: Trainer, on_step: Ca
         metrics["schedule_change"] = schedule
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
     atomic_write_text(run_dir / "report.md", render_report(cfg, metrics))
-    return metrics
+    return metrics, model
 
 
 #: What ``--resume`` may change: how far the run goes and how it executes, never what it learns from.
