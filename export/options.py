@@ -10,7 +10,7 @@ from edge_runtime.schema import TARGETS
 from export.onnx_graph import DEFAULT_OPSET, EXPORTERS
 from export.quantize_ort import CALIBRATION_METHODS, DEFAULT_KEEP_FLOAT, QUANT_OP_TYPES, QuantSettings
 from export.static_shapes import check_batches
-from export.tensorrt_backend import BatchProfile
+from export.tensorrt_graph import BatchProfile
 
 
 @dataclass

@@ -7,7 +7,7 @@ graphs, the precisions it offers and the back end its bundle runs on.
                         dynamic int8 for text) and ``ort-fp16`` beside fp32 (:mod:`export.quantize_ort`)
 ``openvino``            IR ``openvino-fp32``, ``openvino-fp16`` and NNCF ``openvino-int8``
                         (:mod:`export.openvino_backend`)
-``tensorrt``            the graphs checked for TensorRT (ops, static shapes, batch profile); with
+``tensorrt``            the graphs checked for TensorRT (ops, resize scales, shapes, profile) with int32 token inputs; with
                         TensorRT and an NVIDIA GPU, ``tensorrt-fp16`` and ``tensorrt-int8`` engines
 ======================  ===========================================================================
 
@@ -30,7 +30,8 @@ from export.data import batch_feeds
 from export.onnx_graph import check_onnx
 from export.quantize_ort import QuantSettings, convert_fp16, quantize_dynamic_int8, quantize_static_qdq
 from export.session import ExportSession
-from export.tensorrt_backend import TensorRTUnavailable, check_graph, summarize_problems
+from export.tensorrt_backend import TensorRTUnavailable
+from export.tensorrt_graph import axis_ranges, check_graph, int32_inputs, summarize_problems
 
 Shipped = dict[str, dict[str, dict[str, Path]]]   # {precision: {modality: {role: path}}}
 
@@ -179,10 +180,11 @@ def tensorrt(ex: ExportSession, fp32: dict[str, Path], precisions: Sequence[str]
     from export.tensorrt_backend import TensorRTRunner, build_engine, require_tensorrt_gpu
 
     profile = ex.opts.trt_profile
-    graphs = {"fp16": fp32}
-    if "int8" in precisions:
-        graphs["int8"] = symmetric_qdq(ex, fp32)
-    checks = {f"{m}.{p}": check_graph(g[m], ex.io[m], profile) for p, g in graphs.items() for m in ex.modalities}
+    axes = {m: axis_ranges(m, ex.spec) for m in ex.modalities}
+    sources = {"fp16": fp32, **({"int8": symmetric_qdq(ex, fp32)} if "int8" in precisions else {})}
+    graphs = {p: {m: int32_inputs(g[m], ex.scratch / f"{m}.{p}.trt.onnx") for m in ex.modalities}
+              for p, g in sources.items()}
+    checks = {f"{m}.{p}": check_graph(g[m], ex.io[m], profile, axes[m]) for p, g in graphs.items() for m in ex.modalities}
     ex.trt_checks = checks                                   # the report lists them
     problems = summarize_problems(checks)
     if problems:
@@ -201,7 +203,7 @@ def tensorrt(ex: ExportSession, fp32: dict[str, Path], precisions: Sequence[str]
         for m in ex.modalities:
             ex.tick(f"TensorRT {p} {m} engine")
             plan = ex.writer.path(model_file_name(m, "tensorrt", p)["model"])
-            info[m] = build_engine(graphs[p][m], plan, ex.io[m], p, profile)
+            info[m] = build_engine(graphs[p][m], plan, ex.io[m], p, profile, axes[m])
             files[m] = {"model": plan}
         runners: dict[str, Runner] = {m: TensorRTRunner(f["model"], profile.max) for m, f in files.items()}
         rec = ex.evaluate_step(f"tensorrt-{p}", "tensorrt", p, runners, files, t0, {"engines": info}, strict)

@@ -15,9 +15,12 @@ import distill
 import export
 import hybridssl
 from cli.main import main
+from edge_runtime.modalities import sequence_stream
 from edge_runtime.model import EdgeModel
+from edge_runtime.schema import tower_io
 from edge_runtime.sequence import preprocess_sequences
 from edge_runtime.validate import InputError
+from export.tensorrt_graph import BatchProfile, axis_ranges, check_graph, int32_inputs
 from hybridssl.data.features import write_feature_npz
 from hybridssl.data.synthetic import SyntheticScenes
 from hybridssl.runs import load_run
@@ -60,6 +63,12 @@ def test_features_file_trains_evaluates_distils_exports_and_runs_torch_free(feat
     manifest = json.loads((bundle.bundle_dir / "manifest.json").read_text())
     assert manifest["modalities"]["seq_sensor"]["inputs"][0]["shape"][:2] == ["batch", "time"]
     assert set(manifest["preprocessing"]["sequences"]) == {"sensor", "words"}
+    for m in ("seq_sensor", "seq_words"):               # TensorRT: the time axis gets its profile range
+        graph = int32_inputs(bundle.bundle_dir / f"{m}.onnx", tmp_path / f"{m}.trt.onnx")
+        io = tower_io(m, loaded.spec, int(manifest["embed_dim"]))
+        check = check_graph(graph, io, BatchProfile(), axis_ranges(m, loaded.spec))
+        assert check["ok"], check["problems"]
+        assert check["profile"]["shapes"]["frames"]["max"][1] == loaded.spec.sequences[sequence_stream(m)].padded_frames
 
     model = EdgeModel.load(bundle.bundle_dir)
     items = [SyntheticScenes(6, sensor=True, split="test").sensor_at(i) for i in range(6)]

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from hybridssl.data.batching import SafeDataset, Skipped
 from hybridssl.data.sample import Sample, SkipReport
 from hybridssl.data.splits import build_datasets
 from hybridssl.evaluation.heldout import evaluate_heldout
+from hybridssl.models.hybrid import HybridModel
 from hybridssl.preprocessing import PreprocessSpec, SequenceSpec, fit_sequence_spec, fit_waveform, log_mel
 from hybridssl.runs import build_model, count_parameters
 from hybridssl.threads import torch_threads
@@ -161,8 +162,9 @@ def _fit_and_report(cfg: RunConfig, run_dir: Path, trainer: Trainer, on_step: Ca
     start_samples = trainer.state.samples_seen
     trainer.fit(on_step)
     train_seconds = time.perf_counter() - t0
-    model = trainer.trained_model()
-    assert model is not None  # rank 0
+    trained = trainer.trained_model()
+    assert trained is not None  # rank 0
+    model = cast(HybridModel, trained)
     report = evaluate_heldout(model, tokenizer, val_set, cfg)
     metrics = {
         "run": str(run_dir),

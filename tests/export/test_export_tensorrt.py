@@ -8,12 +8,14 @@ import pytest
 from edge_runtime.schema import tower_io
 from export.api import export_run
 from export.backends import available
-from export.tensorrt_backend import (
+from export.tensorrt_backend import TensorRTUnavailable, gpu_name
+from export.tensorrt_graph import (
     SUPPORTED_OPS,
     BatchProfile,
-    TensorRTUnavailable,
+    axis_ranges,
     check_graph,
-    gpu_name,
+    int32_inputs,
+    profile_shapes,
     summarize_problems,
 )
 from hybridssl.preprocessing import PreprocessSpec
@@ -29,14 +31,82 @@ def _io(m: str):
 
 
 @pytest.mark.parametrize("m", ["image", "text", "audio"])
-def test_fp32_graphs_pass_the_tensorrt_check(ort_bundle, m):
+def test_fp32_graphs_pass_the_tensorrt_check_once_their_inputs_are_int32(ort_bundle, tmp_path, m):
     out, _ = ort_bundle
-    check = check_graph(out / f"{m}.onnx", _io(m), BatchProfile(1, 4, 16))
+    raw = check_graph(out / f"{m}.onnx", _io(m), BatchProfile(1, 4, 16))
+    assert raw["ok"] == (m != "text")                                   # the bundle's token ids are int64
+    if m == "text":
+        assert raw["problems"] == ["int64 input(s) input_ids, attention_mask: TensorRT ≤ 8.6 has no int64 bindings "
+                                   "(int32_inputs gives the engine int32 ones)"]
+    check = check_graph(int32_inputs(out / f"{m}.onnx", tmp_path / "trt.onnx"), _io(m), BatchProfile(1, 4, 16))
     assert check["ok"], check["problems"]
     assert check["unsupported_ops"] == [] and set(check["ops"]) <= SUPPORTED_OPS
     first = _io(m).inputs[0]
     assert check["profile"]["batch"] == {"min": 1, "opt": 4, "max": 16}
     assert check["profile"]["shapes"][first.name]["max"] == [16, *first.shape[1:]]
+
+
+def test_int32_inputs_embed_exactly_as_the_int64_graph(ort_bundle, tiny_run, tmp_path):
+    import onnxruntime as ort
+
+    from export.towers import example_feeds
+    from hybridssl.runs import load_run
+
+    out, _ = ort_bundle
+    src, dst = out / "text.onnx", int32_inputs(out / "text.onnx", tmp_path / "text.trt.onnx")
+    run = load_run(tiny_run)
+    feeds = example_feeds("text", run.spec, run.tokenizer, batch=5)              # real captions, int64
+    wide = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    narrow = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
+    assert [i.type for i in narrow.get_inputs()] == ["tensor(int32)", "tensor(int32)"]
+    a = wide.run(None, feeds)[0]
+    b = narrow.run(None, {k: v.astype(np.int32) for k, v in feeds.items()})[0]
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def _resize_graph(tmp_path, computed: bool):
+    """x (batch, 3, 4, 4) → Resize ×2; the scales an initializer, or computed (scales + 0) in the graph."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    zero = numpy_helper.from_array(np.zeros(4, np.float32), "zero")
+    nodes = [helper.make_node("Add", ["scales", "zero"], ["computed"])] if computed else []
+    nodes.append(helper.make_node("Resize", ["pixels", "", "computed" if computed else "scales"], ["up"], mode="linear",
+                                  name="upsample"))
+    nodes.append(helper.make_node("ReduceMean", ["up"], ["embedding"], axes=[2, 3], keepdims=0))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", 3, 4, 4])],
+                              [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", 3])],
+                              [scales, zero])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    path = tmp_path / f"resize_{computed}.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_resize_with_computed_scales_is_refused(tmp_path):
+    from edge_runtime.schema import TensorSpec, TowerIO
+
+    io = TowerIO("image", (TensorSpec("pixels", ("batch", 3, 4, 4), "float32"),),
+                 (TensorSpec("embedding", ("batch", 3), "float32"),))
+    assert check_graph(_resize_graph(tmp_path, computed=False), io)["ok"]
+    bad = check_graph(_resize_graph(tmp_path, computed=True), io)
+    assert not bad["ok"] and bad["problems"] == ["1 Resize/Upsample node(s) with computed scales (upsample): TensorRT "
+                                                 "needs constant scales (resize to sizes instead)"]
+
+
+def test_sequence_towers_get_a_time_range_in_the_profile():
+    spec = PreprocessSpec.from_dict({"sequences": {"imu": {"dim": 6, "max_frames": 90, "patch": 8}}})
+    io = tower_io("seq_imu", spec, 16)
+    axes = axis_ranges("seq_imu", spec)
+    assert axes == {"time": (8, 96, 96)} and axis_ranges("image", spec) == {}
+    shapes = profile_shapes(io, BatchProfile(1, 4, 16), axes)
+    assert shapes == {"frames": {"min": [1, 8, 6], "opt": [4, 96, 6], "max": [16, 96, 6]},
+                      "frame_mask": {"min": [1, 8], "opt": [4, 96], "max": [16, 96]}}
+    with pytest.raises(ValueError, match="no range for dynamic axis time of the seq_imu tower"):
+        profile_shapes(io, BatchProfile())
 
 
 def test_dynamic_int8_and_asymmetric_qdq_graphs_are_refused(ort_bundle):
@@ -57,7 +127,7 @@ def test_static_non_batch_dims_are_required(ort_bundle, tmp_path):
     model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "height"
     onnx.save(model, str(tmp_path / "dyn.onnx"))
     check = check_graph(tmp_path / "dyn.onnx", _io("image"))
-    assert not check["ok"] and "dynamic axes [0, 2]" in check["problems"][0]
+    assert not check["ok"] and "dynamic axes [2] that the bundle signature fixes" in check["problems"][0]
 
 
 def test_bad_profile_is_refused():
