@@ -152,7 +152,7 @@ class Trainer:
                 text = TextMasking(tokenizer.mask_id, tokenizer.vocab_size, tokenizer.special_ids)
             task = HybridTask(cfg, cast(HybridModel, model), text)
         self.task = task.to(self.device)
-        self.dtype = next(self.task.parameters()).dtype  # floating inputs are cast to it (see _to_device)
+        self.dtype = next(self.task.parameters()).dtype  # floating inputs are cast to it (see to_device)
         self.ema = None
         if tc.ema_decay > 0:
             from timm.utils import ModelEmaV3
@@ -237,7 +237,7 @@ class Trainer:
         """This rank's batches from the current step on (:func:`hybridssl.data.loaders.train_loader`)."""
         return train_loader(self.train_set, self.cfg, self.collator, self.state.step, self.rank, self.world_size)
 
-    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         """The batch on the training device; floating inputs in the model's dtype (float32, or float64
         for the algebraic equivalence tests)."""
         return {k: (v.to(self.device, dtype=self.dtype if v.is_floating_point() else None, non_blocking=True)
@@ -294,8 +294,8 @@ class Trainer:
             seed = step_seed(tc.seed, step * tc.accum_steps + micro)
             torch.manual_seed(seed + self.rank)
             gen = torch.Generator().manual_seed(seed)
-            with self._autocast(), self._no_sync(last=micro == tc.accum_steps - 1):
-                out = self.engine(self._to_device(batch), step, gen)
+            with self.autocast(), self._no_sync(last=micro == tc.accum_steps - 1):
+                out = self.engine(self.to_device(batch), step, gen)
             if not torch.isfinite(out.loss):
                 finite = False
                 if self.world_size > 1 and out.loss.requires_grad:  # DDP / FSDP expect the prepared backward
@@ -355,7 +355,8 @@ class Trainer:
         full = {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in self.task.model.state_dict().items()}
         self.ema.update(_StateView(full), step=step)
 
-    def _autocast(self):
+    def autocast(self):
+        """The mixed-precision context of the forward (``train.precision``), or a no-op in fp32."""
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
