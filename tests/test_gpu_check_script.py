@@ -63,7 +63,7 @@ def test_targets_are_judged_from_the_measurements():
         lat = {"ort-cuda-fp32": {"32": {"p50_ms": ort_ms}}, "tensorrt-int8": {"32": {"p50_ms": int8_ms}}}
         return {"latency": lat, "engines": {"fp16": {"min_cosine": fp16_cos}, "int8": {"drop_points": drop}}}
 
-    result = {"train_base": {"bf16_peak_fraction": 0.43},
+    result = {"train_base": {"bf16_peak_fraction": 0.43, "resident_batch_bf16_peak_fraction": 0.5},
               "models": {"student": model(9.0, 2.0, 0.9995, 0.4), "base": model(30.0, 12.0, 0.9989, 2.0)}}
     targets = gc.judge(result)
     assert targets["base_bf16_peak_fraction"]["met"]
@@ -78,6 +78,7 @@ def test_training_and_distillation_stages_run_on_the_cpu(tmp_path):
     t = gc.train_base(tmp_path, steps=8, warmup=2, batch=8, workers=0, peak_tflops=1.0, config="tiny", device="cpu",
                       precision="fp32")
     assert t["samples_per_s"] > 0 and t["model_gflops_per_sample"] > 0 and t["peak_memory_gib"] is None
+    assert t["resident_batch_samples_per_s"] > 0 and t["resident_batch_bf16_peak_fraction"] > 0
     assert t["bf16_peak_fraction"] == pytest.approx(t["achieved_tflops"], rel=0.01, abs=1e-3)   # peak 1 TFLOP/s
     student = gc.distill_student(tmp_path / "base", tmp_path, steps=2, image_size=64, batch=8, device="cpu")
     assert (student / "metrics.json").is_file()
@@ -90,7 +91,8 @@ def test_tables_print_every_measured_field(capsys):
     eng = {"fp16": {"min_cosine": 0.9996, "drop_points": 0.0}, "int8": {"min_cosine": 0.99, "drop_points": 0.5}}
     result = {"gpu": {"name": "NVIDIA H200", "torch": "2", "tensorrt": "10", "onnxruntime": "1", "bf16_dense_peak_tflops": 989.4},
               "train_base": {"samples_per_s": 900.0, "model_gflops_per_sample": 400.0, "achieved_tflops": 360.0,
-                             "bf16_peak_fraction": 0.364},
+                             "bf16_peak_fraction": 0.364, "resident_batch_samples_per_s": 1200.0,
+                             "resident_batch_bf16_peak_fraction": 0.485},
               "models": {"student": {"latency": lat, "engines": eng}, "base": {"latency": lat, "engines": eng}}}
     result["targets"] = gc.judge(result)
     gc.print_tables(result)
