@@ -64,6 +64,9 @@ def build_engine(onnx_path: Path, plan_path: Path, io: TowerIO, precision: str,
         raise ValueError(f"TensorRT precision must be one of {PRECISIONS}, got {precision!r}")
     shapes = profile_shapes(io, profile, axes)
     trt = require_tensorrt_gpu()
+    if not hasattr(trt.BuilderFlag, "FP16"):
+        raise TensorRTUnavailable(f"TensorRT {trt.__version__} has no FP16/INT8 builder flags (removed in 11, strong "
+                                  f"typing only); hssl builds engines with TensorRT 10: pip install 'hssl[tensorrt]'")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)
