@@ -32,8 +32,9 @@ def _pm(summary: dict[str, Any] | None) -> str:
 
 
 def low_label_table(low: dict[str, Any]) -> Table:
+    """Every protocol × label fraction, then the floors (raw input, random-init tower) on the same splits."""
     t = Table(title=f"Low-label protocols, {low.get('modality', '?')} tower (%, mean ± std over seeds; "
-                    f"chance {low.get('chance', float('nan')):.1f})")
+                    f"chance {low.get('chance', float('nan')):.1f}, majority class {low.get('majority', float('nan')):.1f})")
     for col in ("protocol", "labels", "n", "accuracy", "macro-F1", "weighted F1", "missing"):
         t.add_column(col, justify="left" if col == "protocol" else "right", no_wrap=True)
     for name, by_fraction in low.get("protocols", {}).items():
@@ -41,6 +42,12 @@ def low_label_table(low: dict[str, Any]) -> Table:
             missing = max((len(m) for m in r["missing_classes"]), default=0)
             t.add_row(name, f"{100 * float(f):g}%", "/".join(str(n) for n in sorted(set(r["n_train"]))),
                       _pm(r["accuracy"]), _pm(r["macro_f1"]), _pm(r.get("weighted_f1")), "skipped" if r.get("skipped") else str(missing))
+    for name, by_fraction in (low.get("floors") or {}).items():
+        if name == "features":
+            continue
+        for f, r in sorted(by_fraction.items(), key=lambda kv: float(kv[0])):
+            t.add_row(f"floor: {name.replace('_', ' ')}", f"{100 * float(f):g}%", "", _pm(r.get("accuracy")),
+                      _pm(r.get("macro_f1")), "", "skipped" if r.get("skipped") else "")
     return t
 
 
@@ -81,6 +88,8 @@ def evaluate(
     finetune_steps: Annotated[int, typer.Option(help="optimizer steps per fine-tuning run")] = 100,
     semi_supervised: Annotated[bool, typer.Option("--semi-supervised/--no-semi-supervised",
                                                   help="also fine-tune with FixMatch on the unlabelled pool")] = False,
+    floors: Annotated[bool, typer.Option("--floors/--no-floors",
+                                         help="also probe the raw input and a random-init tower on the same splits")] = True,
     encoder_lr: Annotated[float, typer.Option(help="fine-tuning learning rate of the encoder")] = 1e-4,
     head_lr: Annotated[float, typer.Option(help="fine-tuning learning rate of the linear head")] = 1e-3,
     prompts: Annotated[Optional[str], typer.Option(help="zero-shot prompt templates, comma-separated, e.g. "
@@ -112,7 +121,7 @@ def evaluate(
                               finetune_steps=finetune_steps, prompts=templates, out_dir=out, pool_size=pool_size,
                               test_size=test_size, progress=bar.update, modality=modality, checkpoint=checkpoint,
                               splits_file=splits, finetune_config=ft_cfg, threads=threads,
-                              probe_input=probe_input, semi_supervised=semi_supervised)
+                              probe_input=probe_input, semi_supervised=semi_supervised, floors=floors)
     console.print(f"data: {result['data']['description']}")
     console.print(retrieval_table(result))
     console.print(zero_shot_table(result))

@@ -153,7 +153,8 @@ class EvalOptions:
     sets torch's intra-op thread count for the duration of the call. ``probe_input``: what frozen
     probes read, ``"features"`` (pooled tower features, the CLIP/MAE linear-probe protocol) or
     ``"embedding"``. ``attribute_probes``: also probe every labelling the data offers (built-in
-    data: each attribute). ``prompts``: templates overriding the dataset's class prompts."""
+    data: each attribute). ``prompts``: templates overriding the dataset's class prompts. ``floors``: the raw-input and random-init
+    linear probes on the same splits (:mod:`hybridssl.evaluation.floors`)."""
 
     fractions: Sequence[float] = DEFAULT_FRACTIONS
     seeds: Sequence[int] = (0, 1, 2)
@@ -174,6 +175,7 @@ class EvalOptions:
     threads: int = 0
     probe_input: str = "features"
     attribute_probes: bool = True
+    floors: bool = True
 
     def __post_init__(self) -> None:
         self.fractions = check_fractions(self.fractions)
@@ -216,7 +218,7 @@ def _evaluate(run_dir: Path, data: DataArg, opts: EvalOptions, out_dir: str | Pa
     pool_ds, test_ds = src["pool"], src["test"]
     label_names = list(pool_ds.label_names or test_ds.label_names or [])
 
-    total = 4 + len(fractions) * len(seeds) * (1 + int(finetune) + int(finetune and opts.semi_supervised))
+    total = 4 + int(opts.floors) + len(fractions) * len(seeds) * (1 + int(finetune) + int(finetune and opts.semi_supervised))
     done = 0
 
     def tick(what: str) -> None:
@@ -256,7 +258,7 @@ def _evaluate(run_dir: Path, data: DataArg, opts: EvalOptions, out_dir: str | Pa
         low = low_label_report(run, pool_emb, pool_pos, test_emb, test_pos, pool_ds, test_ds, label_names, tower,
                                fractions, seeds, finetune, ft_cfg, out, src["partition"],
                                Path(opts.splits_file) if opts.splits_file else None, tick, opts.probe_input,
-                               (opts.semi_config or FixMatchConfig()) if opts.semi_supervised else None)
+                               (opts.semi_config or FixMatchConfig()) if opts.semi_supervised else None, opts.floors)
     attributes = (attribute_report(run, pool_emb, pool_pos, test_emb, test_pos, pool_ds, test_ds, tower, fractions,
                                    seeds, out, opts.probe_input) if opts.attribute_probes else {})
 

@@ -26,6 +26,7 @@ from edge_runtime.modalities import ordered_modalities
 from hybridssl.data.tagged import PositionTagged
 from hybridssl.evaluation.embed import Embeddings, extract_embeddings
 from hybridssl.evaluation.finetune import FinetuneConfig, finetune_classifier, load_inputs
+from hybridssl.evaluation.floors import floor_report
 from hybridssl.evaluation.knn import knn_classify
 from hybridssl.evaluation.labels import label_fraction_split, load_splits, save_splits
 from hybridssl.evaluation.probes import linear_probe, summarize
@@ -153,9 +154,12 @@ def low_label_report(run, pool_emb: Embeddings, pool_pos: np.ndarray, test_emb: 
                      pool_ds, test_ds, label_names: Sequence[str], modality: str, fractions: Sequence[float],
                      seeds: Sequence[int], finetune: bool, ft_cfg: FinetuneConfig, out_dir: Path,
                      partition_info: dict | None, splits_file: Path | None, tick: Callable[[str], None],
-                     probe_input: str = "features", semi: FixMatchConfig | None = None) -> dict[str, Any]:
+                     probe_input: str = "features", semi: FixMatchConfig | None = None,
+                     floors: bool = False) -> dict[str, Any]:
     """Linear probe, kNN and (optionally) fine-tuning at every fraction × seed (module docstring);
-    ``semi`` adds the semi-supervised fine-tune (:mod:`hybridssl.evaluation.semisup`) beside it."""
+    ``semi`` adds the semi-supervised fine-tune (:mod:`hybridssl.evaluation.semisup`) beside it;
+    ``floors`` the raw-input and random-init linear probes on the same splits
+    (:mod:`hybridssl.evaluation.floors`)."""
     n_classes = len(label_names)
     x, y, pos = modality_rows(pool_emb, pool_pos, modality, probe_input)   # (n_m, W|E), (n_m,), (n_m,)
     pool_labels = np.full(len(pool_ds), -1, dtype=np.int64)       # (n_pool,) −1 = unusable
@@ -179,13 +183,19 @@ def low_label_report(run, pool_emb: Embeddings, pool_pos: np.ndarray, test_emb: 
     row_of = {int(p): r for r, p in enumerate(pos)}
     ft_train = ft_test = None
     semi = semi if finetune else None
-    if finetune:
+    if finetune or floors:                                        # preprocessed inputs, loaded once
         needed = sorted({int(p) for sp in splits.values() for part in ("train", "val") for p in sp[part]})
-        if semi is not None:                                      # the unlabelled pool: every item with the tower
+        if semi is not None or floors:                            # the whole pool: the unlabelled items / floors
             needed = sorted(set(needed) | {int(p) for p in pos})
         ft_train = load_inputs(pool_ds, run.spec, run.tokenizer, modality, needed, num_workers=run.cfg.data.num_workers)
         ft_test = load_inputs(test_ds, run.spec, run.tokenizer, modality, tpos.tolist(),
                               num_workers=run.cfg.data.num_workers)
+    floor = None
+    if floors:
+        assert ft_train is not None and ft_test is not None
+        floor = floor_report(run, ft_train, ft_test, {fraction_key(f): [splits[split_name(f, s)] for s in seeds]
+                                                      for f in fractions}, n_classes)
+        tick("floors: raw input, random-init tower")
     protocols = ("linear_probe", "knn") + (("finetune",) if finetune else ()) + (("semi_supervised",) if semi else ())
     runs: dict[str, dict[str, list[dict]]] = {p: {} for p in protocols}
     seconds = dict.fromkeys(protocols, 0.0)
@@ -238,7 +248,9 @@ def low_label_report(run, pool_emb: Embeddings, pool_pos: np.ndarray, test_emb: 
         "n_test": int(len(ty)),
         "n_classes": n_classes,
         "chance": 100.0 / n_classes,
+        "majority": 100.0 * float(np.bincount(ty, minlength=n_classes).max()) / len(ty),   # the test split's largest class
         "protocols": {p: {k: _summarise_fraction(v) for k, v in runs[p].items()} for p in protocols},
+        **({"floors": floor} if floor is not None else {}),
         "seconds": {p: round(v, 3) for p, v in seconds.items()},
         "finetune_config": vars(ft_cfg) if finetune else None,
         "semi_supervised_config": vars(semi) if semi else None,

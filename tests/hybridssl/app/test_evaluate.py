@@ -49,6 +49,11 @@ def test_eval_json_structure(run_dir, evaluated):
     low = result["low_label"]
     assert low["modality"] == "image" and low["n_classes"] == 8 and low["chance"] == 12.5
     assert set(low["protocols"]) == {"linear_probe", "knn", "finetune"}
+    assert 12.5 <= low["majority"] <= 100
+    assert set(low["floors"]) == {"raw_input", "random_init", "features"}
+    for name in ("raw_input", "random_init"):
+        assert list(low["floors"][name]) == ["0.01", "0.05", "0.1", "1"]
+        assert all(r["accuracy"]["n"] == 2 for r in low["floors"][name].values())
     assert "pooled tower features" in low["features"]["linear_probe"] and "pooled" in low["features"]["finetune"]
     for by_fraction in low["protocols"].values():
         assert list(by_fraction) == ["0.01", "0.05", "0.1", "1"]
@@ -112,7 +117,7 @@ def test_plots_are_valid_pngs(evaluated):
 def test_progress_reaches_its_total(evaluated):
     _, calls = evaluated
     done = [c[1] for c in calls]
-    assert done == sorted(done) and calls[-1][1] == calls[-1][2] == 4 + len(FRACTIONS) * 2 * 2
+    assert done == sorted(done) and calls[-1][1] == calls[-1][2] == 5 + len(FRACTIONS) * 2 * 2   # + the floors
 
 
 def test_dataset_object_colour_labels_and_split_reuse(run_dir, tmp_path):
@@ -122,6 +127,7 @@ def test_dataset_object_colour_labels_and_split_reuse(run_dir, tmp_path):
     a = evaluate_run(run_dir, data=ds, out_dir=tmp_path / "a", **kw)
     low = a["low_label"]
     assert low["chance"] == 12.5 and low["protocols"]["finetune"]["1"]["accuracy"]["mean"] > 25.0
+    assert low["floors"]["raw_input"]["1"]["accuracy"]["mean"] > 40.0     # colour is in the pixels: a real floor
     splits = load_splits(tmp_path / "a" / "splits.json")
     pool, test = splits["partition"]["pool"], splits["partition"]["test"]
     assert len(test) == 30 and not set(pool) & set(test) and sorted([*pool, *test]) == list(range(150))

@@ -59,7 +59,7 @@ def test_a_run_with_caption_negatives_trains_and_scores_more_candidates(tmp_path
         tok = TextTokenizer(train_tokenizer(train_set.captions(), ts.vocab_size, ts.model, ts.lowercase), ts.max_length)
         torch.manual_seed(0)
         trainer = Trainer(cfg, tmp_path / str(n), train_set, tok, build_model(cfg, tok.vocab_size, train_set.modalities))
-        batch = trainer._to_device(next(iter(trainer.loader())))
+        batch = trainer.to_device(next(iter(trainer.loader())))
         assert ("text_neg_ids" in batch) == (n > 0)
         if n:
             assert batch["text_neg_ids"].shape[0] == 2 * batch["text_ids"].shape[0]
