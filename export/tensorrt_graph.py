@@ -167,12 +167,14 @@ def _asymmetric_quantizers(model) -> list[str]:
 def int32_inputs(src: Path, dst: Path) -> Path:
     """``src`` with every int64 graph input taken as int32 and cast to int64 inside the graph (one
     ``Cast`` per input, consumers rewired), so every TensorRT version binds it; the rest of the graph
-    is unchanged. Token ids and masks fit int32 (vocabularies and lengths are bounded far below 2³¹)."""
+    is unchanged. A graph without int64 inputs is returned as it is (``src``, nothing written). Token ids and masks fit int32 (vocabularies and lengths are bounded far below 2³¹)."""
     import onnx
     from onnx import TensorProto, helper
 
     model = onnx.load(str(src))
     graph = model.graph
+    if all(v.type.tensor_type.elem_type != TensorProto.INT64 for v in graph.input):
+        return Path(src)                                    # nothing to rewrite: the graph itself
     casts = []
     for value in graph.input:
         if value.type.tensor_type.elem_type != TensorProto.INT64:
