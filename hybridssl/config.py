@@ -112,6 +112,8 @@ class LossConfig:
     queue_size: int = 0               # > 0 enables a MoCo momentum queue of negatives
     momentum: float = 0.995           # momentum encoder for the queued keys
     hard_negative_beta: float = 0.0   # > 0: negatives re-weighted by exp(β·logit) (Robinson et al. 2021)
+    caption_words_weight: float = 0.0  # > 0: every embedding predicts its caption's words (hybridssl.losses.caption_words)
+    caption_words_temperature: float = 0.1  # τ_w of the cosine word head
     caption_negatives: int = 0        # > 0: word-replaced negatives of every caption (hybridssl.data.caption_negatives)
     hard_negatives: int = 0           # > 0 enables MoCHi mixing: number of hard negatives considered
     mixed_negatives: int = 16
@@ -122,11 +124,11 @@ class LossConfig:
     kl_warmup_steps: int = 200
 
     def __post_init__(self) -> None:
-        for key in ("temperature", "min_temperature", "ntxent_temperature"):
+        for key in ("temperature", "min_temperature", "ntxent_temperature", "caption_words_temperature"):
             v = float(getattr(self, key))
             if not math.isfinite(v) or v <= 0:
                 raise ValueError(f"loss.{key} must be a finite number > 0, got {v}")
-        for key in ("ntxent_weight", "text_ntxent_weight", "hard_negative_beta"):
+        for key in ("ntxent_weight", "text_ntxent_weight", "hard_negative_beta", "caption_words_weight"):
             v = float(getattr(self, key))
             if not math.isfinite(v) or v < 0:
                 raise ValueError(f"loss.{key} must be a finite number >= 0, got {v}")

@@ -55,6 +55,7 @@ from hybridssl.augment import permute_colours
 from hybridssl.config import RunConfig
 from hybridssl.data.batching import model_inputs
 from hybridssl.dist import RankPlan
+from hybridssl.losses.caption_words import CaptionWords, caption_word_losses
 from hybridssl.losses.global_mean import globalise
 from hybridssl.losses.hard_negatives import add_caption_negatives, mix_hard_negatives
 from hybridssl.losses.infonce import InfoNCELoss
@@ -111,6 +112,8 @@ class HybridTask(nn.Module):
             self.queues = nn.ModuleDict({m: MomentumQueue(lc.queue_size, cfg.model.embed_dim, gather_distributed=True)
                                          for m in model.modalities})
             self.momentum_model = copy.deepcopy(model).requires_grad_(False)
+        self.words = CaptionWords(cfg.model.embed_dim, text.vocab_size, text.special_ids, lc.caption_words_temperature) \
+            if lc.caption_words_weight > 0 and text is not None and "text" in model.modalities else None
 
     # ----------------------------------------------------------------------------------------
     def forward(self, batch: dict, step: int, generator: torch.Generator | None = None) -> TaskOutput:
@@ -131,7 +134,7 @@ class HybridTask(nn.Module):
             enc = self._encode(m, x, attention, ratio, generator, plan)
             if enc is not None:
                 idx[m] = batch[f"{m}_idx"]
-                if self.pairs:
+                if self.pairs or self.words is not None:
                     pooled = enc.pooled
                     if self.cfg.loss.two_pass and enc.masking is not None:
                         pooled = self.model.encode(m, x, attention=attention).pooled  # the naive extra full pass
@@ -156,6 +159,10 @@ class HybridTask(nn.Module):
                 losses["ntxent/text"] = self.cfg.loss.text_ntxent_weight * nt_xent(z1, z2, self.cfg.loss.ntxent_temperature)
                 counts["ntxent/text"] = clean.shape[0]
         pair_sizes, redundancies = self._contrastive(batch, emb, idx, losses, counts, generator, plan)
+        if self.words is not None:
+            word_losses, word_counts = caption_word_losses(self.words, batch, emb, idx, self.cfg.loss.caption_words_weight)
+            losses.update(word_losses)
+            counts.update(word_counts)
         redundancies = redundancies or view_redundancy
         sizes: dict[str, int]
         if plan is not None:

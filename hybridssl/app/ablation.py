@@ -6,7 +6,7 @@ Variants (config overrides applied on top of the base config):
 
     full                   the base config (contrastive + generative, adaptive weighting)
     contrastive-only       model.generative=none, model.text_generative=none     ("CLIP" row)
-    generative-only        loss.contrastive=false                                 ("MAE" row)
+    generative-only        loss.contrastive=false, no NT-Xent, no caption words    ("MAE" row)
     no-dynamic-weighting   weighting.strategy=fixed (every weight 1)
 
 On single-modality data (e.g. Fashion-MNIST) there is no cross-modal pair, so the contrastive
@@ -36,7 +36,8 @@ from hybridssl.tracking import open_tracking, require_trackers
 VARIANTS: dict[str, list[str]] = {
     "full": [],
     "contrastive-only": ["model.generative=none", "model.text_generative=none"],
-    "generative-only": ["loss.contrastive=false", "loss.ntxent_weight=0", "loss.text_ntxent_weight=0"],
+    "generative-only": ["loss.contrastive=false", "loss.ntxent_weight=0", "loss.text_ntxent_weight=0",
+                        "loss.caption_words_weight=0"],
     "no-dynamic-weighting": ["weighting.strategy=fixed"],
 }
 FRACTIONS = (0.05, 0.1)

@@ -42,6 +42,8 @@ def loss_names(cfg: RunConfig, modalities: tuple[str, ...]) -> list[str]:
         names.append("ntxent/image")
     if cfg.loss.text_ntxent_weight > 0 and "text" in modalities:
         names.append("ntxent/text")
+    if cfg.loss.caption_words_weight > 0 and "text" in modalities:
+        names += [f"words/{m}" for m in ordered_modalities(modalities)]
     if not names:
         raise ValueError("the configuration enables no loss at all")
     return names

@@ -125,3 +125,17 @@ def test_single_modality_weighting_reads_the_redundancy_of_the_ntxent_views(setu
     assert 0 < r < 1
     kappa = task.weighting.kappa
     assert out.weights["mae/image"] == pytest.approx(min(task.weighting.w_max, 1.0 + kappa * r))
+
+
+def test_caption_word_terms_for_every_tower_scaled_by_their_weight(setup):
+    """words/<m> for every tower on captioned items, one shared head, scaled by loss.caption_words_weight;
+    without contrastive pairs the embeddings are still computed for it."""
+    task, one = _step(["loss.caption_words_weight=1"], setup)
+    _, two = _step(["loss.caption_words_weight=2"], setup)
+    assert {"words/image", "words/text", "words/audio"} <= set(one.parts)
+    assert two.parts["words/image"] == pytest.approx(2 * one.parts["words/image"], rel=1e-5)
+    assert task.words is not None and task.words.words.grad is not None and task.words.n_docs.item() > 0
+    _, alone = _step(["loss.caption_words_weight=1", "loss.contrastive=false"], setup)
+    assert "words/image" in alone.parts and not any(k.startswith("contrastive") for k in alone.parts)
+    with pytest.raises(ValueError, match="caption_words_weight"):
+        load_config("tiny", ["loss.caption_words_weight=-1"])
