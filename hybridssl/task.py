@@ -14,6 +14,8 @@ For each modality m in the batch the encoder runs ONCE on the visible tokens (ra
     ``loss.text_ntxent_mask_ratio``; without MLM the caption and one masking; ``loss.text_ntxent_weight``): the text embedding must tell
     captions apart on its own instead of only as far as the images already do. Single-process
     exact; under torchrun the text views are drawn per rank.
+  * optional caption-word prediction ``words/<m>`` (``loss.caption_words_weight``): every embedding
+    predicts its item's caption words through one shared head (:mod:`hybridssl.losses.caption_words`);
   * the redundancy signal of the weighting is the mean feature redundancy of the modality pairs; on
     data without a pair (one modality) it is that of the two NT-Xent views of each image, so the
     dynamic weighting still has a signal to act on;
