@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hybridssl.losses.positives import common_rows
+
 
 def word_targets(token_ids: Tensor, attention: Tensor, vocab_size: int, special_ids: Sequence[int],
                  idf: Tensor | None = None) -> Tensor:
@@ -98,8 +100,6 @@ def caption_word_losses(words: CaptionWords, batch: dict, embeddings: dict[str, 
                         rows: dict[str, Tensor], weight: float) -> tuple[dict[str, Tensor], dict[str, int]]:
     """``{"words/<m>": weight · L_m}`` and item counts for every modality embedded on items that
     carry a caption; ``rows[m]`` are the batch items of ``embeddings[m]``'s rows."""
-    from hybridssl.losses.positives import common_rows
-
     if "text_ids" not in batch or "text" not in rows:
         return {}, {}
     targets = words.targets(batch["text_ids"], batch["text_attn"])            # (Bt, V), the clean captions
