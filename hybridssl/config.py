@@ -37,6 +37,14 @@ class DataConfig:
     shuffle_buffer: int = 1000        # streaming: samples held in the seeded shuffle buffer
     resample: bool = False            # streaming: consumers draw shards with replacement (webdataset), for multi-node
     allow_outside_paths: bool = False # manifest / hf: read files outside the data's folder (else skipped)
+    batches: str = "random"           # "random" | "neighbours": groups of caption-space neighbours (hybridssl.data.neighbour_batches)
+    neighbour_group: int = 8          # neighbours: items per group (divides train.batch_size)
+    neighbour_refresh: int = 50       # neighbours: steps between two recomputations of the groups
+    neighbour_pool: int = 16384       # neighbours: training items embedded and grouped per refresh
+
+    def __post_init__(self) -> None:
+        if self.batches not in ("random", "neighbours"):
+            raise ValueError(f"data.batches must be 'random' or 'neighbours', got {self.batches!r}")
 
     def open_kwargs(self, spec: str) -> dict[str, Any]:
         """Constructor options of the dataset ``spec`` that come from this config."""

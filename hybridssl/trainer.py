@@ -38,6 +38,7 @@ from hybridssl.checkpoint import atomic_write_text, load_checkpoint, save_checkp
 from hybridssl.config import RunConfig
 from hybridssl.data.batching import Collator, merge_batch_report
 from hybridssl.data.loaders import train_loader
+from hybridssl.data.neighbour_batches import caption_embedder, neighbour_batching
 from hybridssl.data.sample import SkipReport
 from hybridssl.errors import NonFiniteLossError
 from hybridssl.models.hybrid import HybridModel
@@ -167,6 +168,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.state = TrainState()
         self.collator = collator or Collator(cfg.preprocess, tokenizer, model.modalities, cfg.loss.caption_negatives)
+        self.neighbours = neighbour_batching(cfg, train_set, tokenizer, model.modalities)  # data.batches=neighbours
 
     # ------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -180,6 +182,7 @@ class Trainer:
             "vocab_size": self.tokenizer.vocab_size if self.tokenizer else 0,
             "label_names": self.train_set.label_names,
             "world_size": self.world_size,
+            "neighbour_batches": self.neighbours.state_dict() if self.neighbours else None,
         }
 
     def save(self, name: str | None = None) -> Path:
@@ -229,13 +232,16 @@ class Trainer:
         self.state.bad_steps = int(st.get("bad_steps", 0))
         self.state.samples_seen = int(st.get("samples_seen", 0))
         self.state.report = SkipReport.from_state(st.get("report", {}))
+        if self.neighbours is not None and st.get("neighbour_batches"):
+            self.neighbours.load_state_dict(st["neighbour_batches"])
         if dist.is_main():
             trim_metrics(self.run_dir / "metrics.jsonl", self.state.step)
 
     # ------------------------------------------------------------------------------ loop
     def loader(self) -> DataLoader:
         """This rank's batches from the current step on (:func:`hybridssl.data.loaders.train_loader`)."""
-        return train_loader(self.train_set, self.cfg, self.collator, self.state.step, self.rank, self.world_size)
+        return train_loader(self.train_set, self.cfg, self.collator, self.state.step, self.rank, self.world_size,
+                            self.neighbours)
 
     def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         """The batch on the training device; floating inputs in the model's dtype (float32, or float64
@@ -258,6 +264,9 @@ class Trainer:
         batches = iter(self.loader())
         try:
             while self.state.step < tc.steps:
+                if self.neighbours is not None and self.neighbours.due(self.state.step):
+                    self.neighbours.refresh(self.state.step, caption_embedder(self.task.model, self.tokenizer, self.device))
+                    batches = iter(self.loader())  # the new groups from this step on
                 log = self._one_step(batches)
                 if metrics is not None:
                     metrics.write(json.dumps(log.__dict__) + "\n")

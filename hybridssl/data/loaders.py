@@ -11,19 +11,24 @@ from torch.utils.data import DataLoader, Sampler
 from hybridssl.config import RunConfig
 from hybridssl.data.base import MultimodalDataset
 from hybridssl.data.batching import SafeDataset, StepBatchSampler
+from hybridssl.data.neighbour_batches import NeighbourBatching, NeighbourBatchSampler
 from hybridssl.dist import RankBatchSampler
 
 
 def train_loader(train_set: MultimodalDataset, cfg: RunConfig, collator: Callable, step: int, rank: int,
-                 world_size: int) -> DataLoader:
+                 world_size: int, neighbours: NeighbourBatching | None = None) -> DataLoader:
     """The training batches of ``rank`` from optimizer step ``step`` on: a seeded step sampler over the
-    indexed dataset (each rank its slice of every batch), or with ``data.streaming`` the rank's share
-    of the tar shards."""
+    indexed dataset (each rank its slice of every batch) — the neighbour groups of ``neighbours`` once
+    it holds some —, or with ``data.streaming`` the rank's share of the tar shards."""
     tc = cfg.train
     if cfg.data.streaming:
         return stream_loader(train_set, cfg, collator, step, rank, world_size)
-    sampler: Sampler[list[int]] = StepBatchSampler(len(train_set), tc.batch_size, tc.seed, tc.steps * tc.accum_steps,
-                                                   start_step=step * tc.accum_steps)
+    total, start = tc.steps * tc.accum_steps, step * tc.accum_steps
+    sampler: Sampler[list[int]]
+    if neighbours is not None and neighbours.groups is not None:
+        sampler = NeighbourBatchSampler(neighbours, total, start)
+    else:
+        sampler = StepBatchSampler(len(train_set), tc.batch_size, tc.seed, total, start_step=start)
     if world_size > 1:
         sampler = RankBatchSampler(sampler, rank, world_size)  # this rank's slice
     return DataLoader(SafeDataset(train_set), batch_sampler=sampler, collate_fn=collator,

@@ -40,7 +40,9 @@ def test_tiny_run_writes_everything(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("extra", [[], ["weighting.strategy=dwa", "weighting.options={period: 1}", "train.ema_decay=0.9"],
-                                   ["train.accum_steps=2", "weighting.strategy=gradnorm", "model.generative=vae"]])
+                                   ["train.accum_steps=2", "weighting.strategy=gradnorm", "model.generative=vae"],
+                                   ["data.batches=neighbours", "data.neighbour_group=4", "data.neighbour_refresh=2",
+                                    "data.neighbour_pool=32"]])
 def test_resume_is_exact(tmp_path, extra):
     full = load_config("tiny", TINY + ["train.steps=6"] + extra)
     train_run(full, tmp_path / "full")
