@@ -32,8 +32,6 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-BATCHES = ("random", "neighbours")
-
 
 def nearest_neighbours(emb: torch.Tensor, k: int, block: int = 2048) -> np.ndarray:
     """(n, k) indices of each row's k most cosine-similar other rows, most similar first."""
