@@ -33,7 +33,7 @@ OUT = Path(__file__).parent / "results" / "train_throughput.json"
 
 
 def make_step(cfg, model, tokenizer):
-    task = HybridTask(cfg, model, TextMasking(tokenizer.mask_id, tokenizer.vocab_size, tokenizer.special_ids))
+    task = HybridTask(cfg, model, TextMasking(tokenizer.mask_id, tokenizer.vocab_size, tokenizer.special_ids, tokenizer.pad_id))
     opt = torch.optim.AdamW(param_groups(task, 0.05), lr=1e-4)
 
     def step(batch, i):

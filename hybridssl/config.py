@@ -122,6 +122,9 @@ class LossConfig:
     hard_negative_beta: float = 0.0   # > 0: negatives re-weighted by exp(β·logit) (Robinson et al. 2021)
     caption_words_weight: float = 0.0  # > 0: every embedding predicts its caption's words (hybridssl.losses.caption_words)
     caption_words_temperature: float = 0.1  # τ_w of the cosine word head
+    caption_words_on: str = "embedding"  # "embedding": one cosine head on the joint space | "features": a linear head per tower
+    subcaption_weight: float = 0.0    # > 0: each embedding also matched to a random span of its caption (hybridssl.losses.subcaptions)
+    subcaption_tokens: int = 3        # K: the longest span, in tokens
     caption_negatives: int = 0        # > 0: word-replaced negatives of every caption (hybridssl.data.caption_negatives)
     hard_negatives: int = 0           # > 0 enables MoCHi mixing: number of hard negatives considered
     mixed_negatives: int = 16
@@ -136,7 +139,8 @@ class LossConfig:
             v = float(getattr(self, key))
             if not math.isfinite(v) or v <= 0:
                 raise ValueError(f"loss.{key} must be a finite number > 0, got {v}")
-        for key in ("ntxent_weight", "text_ntxent_weight", "hard_negative_beta", "caption_words_weight"):
+        for key in ("ntxent_weight", "text_ntxent_weight", "hard_negative_beta", "caption_words_weight",
+                    "subcaption_weight"):
             v = float(getattr(self, key))
             if not math.isfinite(v) or v < 0:
                 raise ValueError(f"loss.{key} must be a finite number >= 0, got {v}")
@@ -145,6 +149,11 @@ class LossConfig:
         if isinstance(self.caption_negatives, bool) or not isinstance(self.caption_negatives, int) \
                 or not 0 <= self.caption_negatives <= 16:
             raise ValueError(f"loss.caption_negatives must be an integer in [0, 16], got {self.caption_negatives!r}")
+        if isinstance(self.subcaption_tokens, bool) or not isinstance(self.subcaption_tokens, int) \
+                or self.subcaption_tokens < 1:
+            raise ValueError(f"loss.subcaption_tokens must be an integer >= 1, got {self.subcaption_tokens!r}")
+        if self.caption_words_on not in ("embedding", "features"):
+            raise ValueError(f"loss.caption_words_on must be 'embedding' or 'features', got {self.caption_words_on!r}")
         if self.ntxent_view not in ("mask", "colour"):
             raise ValueError(f"loss.ntxent_view must be 'mask' or 'colour', got {self.ntxent_view!r}")
 

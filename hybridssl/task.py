@@ -16,6 +16,8 @@ For each modality m in the batch the encoder runs ONCE on the visible tokens (ra
     exact; under torchrun the text views are drawn per rank.
   * optional caption-word prediction ``words/<m>`` (``loss.caption_words_weight``): every embedding
     predicts its item's caption words through one shared head (:mod:`hybridssl.losses.caption_words`);
+  * optional sub-caption contrast ``subcaption/<m>`` (``loss.subcaption_weight``): every non-text
+    embedding is also matched to a random short span of its caption (:mod:`hybridssl.losses.subcaptions`);
   * the redundancy signal of the weighting is the mean feature redundancy of the modality pairs; on
     data without a pair (one modality) it is that of the two NT-Xent views of each image, so the
     dynamic weighting still has a signal to act on;
@@ -59,7 +61,7 @@ from hybridssl.data.batching import model_inputs
 from hybridssl.dist import RankPlan
 from hybridssl.losses.caption_words import CaptionWords, caption_word_losses
 from hybridssl.losses.global_mean import globalise
-from hybridssl.losses.hard_negatives import add_caption_negatives, mix_hard_negatives
+from hybridssl.losses.hard_negatives import add_caption_negatives, embed_caption_negatives, mix_hard_negatives
 from hybridssl.losses.infonce import InfoNCELoss
 from hybridssl.losses.mae import mae_loss, normalize_patches
 from hybridssl.losses.mfm import count_masked_frames, frame_targets, masked_frame_loss
@@ -68,6 +70,7 @@ from hybridssl.losses.ntxent import nt_xent
 from hybridssl.losses.plan import loss_names, resolve_pairs
 from hybridssl.losses.positives import caption_positive_mask, common_rows
 from hybridssl.losses.queue import MomentumQueue, momentum_update
+from hybridssl.losses.subcaptions import subcaption_terms
 from hybridssl.losses.temperature import LearnableTemperature
 from hybridssl.losses.vae import kl_weight, vae_loss
 from hybridssl.models.hybrid import Encoded, HybridModel
@@ -82,6 +85,7 @@ class TextMasking:
     mask_id: int
     vocab_size: int
     special_ids: list[int]
+    pad_id: int = 0
 
 
 @dataclass
@@ -114,8 +118,9 @@ class HybridTask(nn.Module):
             self.queues = nn.ModuleDict({m: MomentumQueue(lc.queue_size, cfg.model.embed_dim, gather_distributed=True)
                                          for m in model.modalities})
             self.momentum_model = copy.deepcopy(model).requires_grad_(False)
-        self.words = CaptionWords(cfg.model.embed_dim, text.vocab_size, text.special_ids, lc.caption_words_temperature) \
-            if lc.caption_words_weight > 0 and text is not None and "text" in model.modalities else None
+        dims = {m: model.feature_dim(m) for m in model.modalities} if lc.caption_words_on == "features" else None
+        self.words = CaptionWords(cfg.model.embed_dim, text.vocab_size, text.special_ids, lc.caption_words_temperature,
+                                  dims) if lc.caption_words_weight > 0 and text is not None and "text" in model.modalities else None
 
     # ----------------------------------------------------------------------------------------
     def forward(self, batch: dict, step: int, generator: torch.Generator | None = None) -> TaskOutput:
@@ -124,6 +129,7 @@ class HybridTask(nn.Module):
         losses: dict[str, Tensor] = {}
         counts: dict[str, int] = {}
         emb: dict[str, Tensor] = {}
+        feats: dict[str, Tensor] = {}   # pooled features, for the caption-word heads on features
         idx: dict[str, Tensor] = {}
         view_redundancy: list[float] = []   # of the NT-Xent views: the signal when there is no modality pair
         for m in self.model.modalities:
@@ -136,11 +142,12 @@ class HybridTask(nn.Module):
             enc = self._encode(m, x, attention, ratio, generator, plan)
             if enc is not None:
                 idx[m] = batch[f"{m}_idx"]
-                if self.pairs or self.words is not None:
+                if self.pairs or self.words is not None or self.cfg.loss.subcaption_weight > 0:
                     pooled = enc.pooled
                     if self.cfg.loss.two_pass and enc.masking is not None:
                         pooled = self.model.encode(m, x, attention=attention).pooled  # the naive extra full pass
                     emb[m] = self.model.forward_head(m, pooled)
+                    feats[m] = pooled
             if m in self.model.decoders:
                 self._generative(m, x, attention, enc, ids_target, selected, step, generator, plan, losses, counts)
             if m == "image" and self.cfg.loss.ntxent_weight > 0:
@@ -161,10 +168,15 @@ class HybridTask(nn.Module):
                 losses["ntxent/text"] = self.cfg.loss.text_ntxent_weight * nt_xent(z1, z2, self.cfg.loss.ntxent_temperature)
                 counts["ntxent/text"] = clean.shape[0]
         pair_sizes, redundancies = self._contrastive(batch, emb, idx, losses, counts, generator, plan)
-        if self.words is not None:
-            word_losses, word_counts = caption_word_losses(self.words, batch, emb, idx, self.cfg.loss.caption_words_weight)
-            losses.update(word_losses)
-            counts.update(word_counts)
+        lc = self.cfg.loss
+        word_inputs = feats if lc.caption_words_on == "features" else emb
+        extra = [caption_word_losses(self.words, batch, word_inputs, idx, lc.caption_words_weight)] \
+            if self.words is not None else []
+        if lc.subcaption_weight > 0 and self.text is not None:
+            extra.append(subcaption_terms(self.model, self.text, batch, emb, idx, self.temperature(),
+                                          lc.subcaption_weight, lc.subcaption_tokens, generator))
+        for more_losses, more_counts in extra:
+            losses, counts = losses | more_losses, counts | more_counts
         redundancies = redundancies or view_redundancy
         sizes: dict[str, int]
         if plan is not None:
@@ -293,7 +305,9 @@ class HybridTask(nn.Module):
         redundancy: list[float] = []
         scale = self.temperature()
         keys = self._momentum_keys(batch) if self.momentum_model is not None else {}
-        caption_neg = self._caption_negatives(batch, generator) if "text_neg_ids" in batch else None
+        mlm = self.cfg.model.text_generative == "mlm" and self.text is not None
+        caption_neg = embed_caption_negatives(self.model, batch, self._mask_tokens if mlm else None, generator) \
+            if "text_neg_ids" in batch else None
         for a, b in self.pairs:
             rows = self._pair_rows(a, b, emb, idx, plan)
             if rows is None:
@@ -355,17 +369,6 @@ class HybridTask(nn.Module):
             kw["extra_negatives_ab"] = mix_hard_negatives(qry_a, qb, **mix)[rows]
             kw["extra_negatives_ba"] = mix_hard_negatives(qry_b, qa, **mix)[rows]
         return kw
-
-    def _caption_negatives(self, batch: dict, generator) -> Tensor:
-        """(Bt, S, E) embeddings of the word-replaced negatives of each caption
-        (:mod:`hybridssl.data.caption_negatives`). With MLM the positives are the corrupted captions,
-        so the negatives get the same corruption (independently drawn): "has [MASK]" must not tell a
-        positive from a negative."""
-        ids, attn = batch["text_neg_ids"], batch["text_neg_attn"]
-        if self.cfg.model.text_generative == "mlm" and self.text is not None:
-            ids, _ = self._mask_tokens(ids, attn, generator)
-        e = self.model.embed("text", ids, attn)                                  # (Bt·S, E)
-        return e.view(batch["text_ids"].shape[0], -1, e.shape[-1])
 
     def _enqueue(self, keys: dict[str, Tensor], plan: RankPlan | None) -> None:
         if plan is None:

@@ -150,7 +150,7 @@ class Trainer:
         if task is None:
             text = None
             if tokenizer is not None:
-                text = TextMasking(tokenizer.mask_id, tokenizer.vocab_size, tokenizer.special_ids)
+                text = TextMasking(tokenizer.mask_id, tokenizer.vocab_size, tokenizer.special_ids, tokenizer.pad_id)
             task = HybridTask(cfg, cast(HybridModel, model), text)
         self.task = task.to(self.device)
         self.dtype = next(self.task.parameters()).dtype  # floating inputs are cast to it (see to_device)

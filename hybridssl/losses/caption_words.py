@@ -68,13 +68,17 @@ class CaptionWords(nn.Module):
     doc_freq: Tensor
     n_docs: Tensor
 
-    def __init__(self, embed_dim: int, vocab_size: int, special_ids: Sequence[int], temperature: float = 0.1) -> None:
+    def __init__(self, embed_dim: int, vocab_size: int, special_ids: Sequence[int], temperature: float = 0.1,
+                 feature_dims: dict[str, int] | None = None) -> None:
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"the word head's temperature must be > 0, got {temperature!r}")
         self.vocab_size, self.special_ids = int(vocab_size), [int(i) for i in special_ids]
         self.temperature = float(temperature)
         self.words = nn.Parameter(torch.randn(vocab_size, embed_dim) * embed_dim ** -0.5)   # (V, E) w_v
+        # on="features" (SuperClass as published): one linear classifier W_m f + b_m per tower on its
+        # pooled features f instead of the shared cosine head on the joint embedding
+        self.feature_heads = nn.ModuleDict({m: nn.Linear(d, vocab_size) for m, d in (feature_dims or {}).items()})
         self.register_buffer("doc_freq", torch.zeros(vocab_size))   # (V,) n_v
         self.register_buffer("n_docs", torch.zeros(()))             # () N
 
@@ -87,19 +91,23 @@ class CaptionWords(nn.Module):
         idf = torch.log((1.0 + self.n_docs) / (1.0 + self.doc_freq))
         return word_targets(token_ids, attention, self.vocab_size, self.special_ids, idf=idf)
 
-    def logits(self, embeddings: Tensor) -> Tensor:
-        """(B, V) cos(w_v, ê) / τ_w for embeddings (B, E) (normalised here)."""
+    def logits(self, embeddings: Tensor, modality: str | None = None) -> Tensor:
+        """(B, V): W_m f + b_m for the pooled features (B, W) of a tower with a feature head, else
+        cos(w_v, ê) / τ_w for embeddings (B, E) (normalised here)."""
+        if modality is not None and modality in self.feature_heads:
+            return self.feature_heads[modality](embeddings)
         return F.normalize(embeddings, dim=-1) @ F.normalize(self.words, dim=-1).T / self.temperature
 
-    def loss(self, embeddings: Tensor, targets: Tensor) -> Tensor:
-        """KL(y ‖ softmax(cos(w, ê) / τ_w)) for embeddings (B, E) and targets (B, V)."""
-        return word_kl(self.logits(embeddings), targets)
+    def loss(self, embeddings: Tensor, targets: Tensor, modality: str | None = None) -> Tensor:
+        """KL(y ‖ softmax(logits)) for embeddings or features (B, ·) and targets (B, V)."""
+        return word_kl(self.logits(embeddings, modality), targets)
 
 
 def caption_word_losses(words: CaptionWords, batch: dict, embeddings: dict[str, Tensor],
                         rows: dict[str, Tensor], weight: float) -> tuple[dict[str, Tensor], dict[str, int]]:
     """``{"words/<m>": weight · L_m}`` and item counts for every modality embedded on items that
-    carry a caption; ``rows[m]`` are the batch items of ``embeddings[m]``'s rows."""
+    carry a caption; ``rows[m]`` are the batch items of ``embeddings[m]``'s rows (the pooled features
+    for the towers that have a feature head)."""
     if "text_ids" not in batch or "text" not in rows:
         return {}, {}
     targets = words.targets(batch["text_ids"], batch["text_attn"])            # (Bt, V), the clean captions
@@ -107,6 +115,6 @@ def caption_word_losses(words: CaptionWords, batch: dict, embeddings: dict[str, 
     for m, e in embeddings.items():
         im, it = common_rows(rows[m], rows["text"])
         if im.numel():
-            losses[f"words/{m}"] = weight * words.loss(e[im], targets[it])
+            losses[f"words/{m}"] = weight * words.loss(e[im], targets[it], m)
             counts[f"words/{m}"] = int(im.numel())
     return losses, counts

@@ -20,11 +20,13 @@ query's device without one), so a CPU generator gives the same mixes on any devi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["mix_hard_negatives"]
+__all__ = ["add_caption_negatives", "embed_caption_negatives", "mix_hard_negatives"]
 
 
 def _check(query: Tensor, negatives: Tensor, n_hard: int, n_mix: int, n_query_mix: int) -> None:
@@ -92,3 +94,15 @@ def add_caption_negatives(kw: dict[str, Tensor], a: str, b: str, items: Tensor, 
     extra = negatives[rows]                                                  # (B, S, E)
     key = "extra_negatives_ab" if b == "text" else "extra_negatives_ba"
     kw[key] = torch.cat([kw[key], extra], dim=1) if key in kw else extra
+
+
+def embed_caption_negatives(model, batch: dict, corrupt: Callable | None, generator) -> Tensor:
+    """(Bt, S, E) embeddings of the word-replaced negatives of each caption
+    (:mod:`hybridssl.data.caption_negatives`). With MLM the positives are the corrupted captions, so
+    the negatives get the same corruption, ``corrupt(ids, attn, generator) → (ids, selected)``
+    (independently drawn): "has [MASK]" must not tell a positive from a negative."""
+    ids, attn = batch["text_neg_ids"], batch["text_neg_attn"]
+    if corrupt is not None:
+        ids, _ = corrupt(ids, attn, generator)
+    e = model.embed("text", ids, attn)                                       # (Bt·S, E)
+    return e.view(batch["text_ids"].shape[0], -1, e.shape[-1])

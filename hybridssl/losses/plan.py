@@ -44,6 +44,8 @@ def loss_names(cfg: RunConfig, modalities: tuple[str, ...]) -> list[str]:
         names.append("ntxent/text")
     if cfg.loss.caption_words_weight > 0 and "text" in modalities:
         names += [f"words/{m}" for m in ordered_modalities(modalities)]
+    if cfg.loss.subcaption_weight > 0 and "text" in modalities:
+        names += [f"subcaption/{m}" for m in ordered_modalities(modalities) if m != "text"]
     if not names:
         raise ValueError("the configuration enables no loss at all")
     return names

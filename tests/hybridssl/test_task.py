@@ -27,7 +27,7 @@ def _step(overrides, setup):
     cfg = load_config("tiny", overrides)
     torch.manual_seed(0)
     model = build_model(cfg, tok.vocab_size)
-    task = HybridTask(cfg, model, TextMasking(tok.mask_id, tok.vocab_size, tok.special_ids))
+    task = HybridTask(cfg, model, TextMasking(tok.mask_id, tok.vocab_size, tok.special_ids, tok.pad_id))
     out = task(batch, 0, torch.Generator().manual_seed(0))
     out.loss.backward()
     assert torch.isfinite(out.loss)
@@ -139,3 +139,19 @@ def test_caption_word_terms_for_every_tower_scaled_by_their_weight(setup):
     assert "words/image" in alone.parts and not any(k.startswith("contrastive") for k in alone.parts)
     with pytest.raises(ValueError, match="caption_words_weight"):
         load_config("tiny", ["loss.caption_words_weight=-1"])
+    feat_task, on_features = _step(["loss.caption_words_weight=1", "loss.caption_words_on=features"], setup)
+    assert set(feat_task.words.feature_heads) == set(feat_task.model.modalities)
+    assert feat_task.words.feature_heads["image"].weight.grad is not None and "words/image" in on_features.parts
+    with pytest.raises(ValueError, match="caption_words_on"):
+        load_config("tiny", ["loss.caption_words_on=pixels"])
+
+
+def test_subcaption_terms_for_every_non_text_tower(setup):
+    """subcaption/<m> for image and audio (not text), scaled by loss.subcaption_weight."""
+    _, one = _step(["loss.subcaption_weight=1"], setup)
+    _, two = _step(["loss.subcaption_weight=2"], setup)
+    assert {"subcaption/image", "subcaption/audio"} <= set(one.parts) and "subcaption/text" not in one.parts
+    assert two.parts["subcaption/image"] == pytest.approx(2 * one.parts["subcaption/image"], rel=1e-5)
+    for bad in ("loss.subcaption_weight=-1", "loss.subcaption_tokens=0"):
+        with pytest.raises(ValueError, match="subcaption"):
+            load_config("tiny", [bad])

@@ -68,3 +68,21 @@ def test_one_head_scores_every_modality_and_pairs_rows_by_item():
     losses["words/image"].backward()
     assert emb["image"].grad[1].abs().sum() == 0 and emb["image"].grad[0].abs().sum() > 0
     assert caption_word_losses(words, {}, emb, rows, 1.0) == ({}, {})   # no captions: no term
+
+
+def test_feature_heads_are_one_linear_classifier_per_tower():
+    """on="features" (SuperClass): W_m f + b_m on the pooled features of the towers that have a head;
+    the others keep the shared cosine head."""
+    torch.manual_seed(0)
+    words = CaptionWords(embed_dim=4, vocab_size=8, special_ids=SPECIAL, feature_dims={"image": 6})
+    batch = {"text_ids": torch.tensor([[1, 5, 2], [1, 6, 2]]), "text_attn": torch.ones(2, 3, dtype=torch.bool)}
+    feats = {"image": torch.randn(2, 6), "text": torch.randn(2, 4)}
+    rows = {"image": torch.tensor([0, 1]), "text": torch.tensor([0, 1])}
+    losses, _ = caption_word_losses(words, batch, feats, rows, weight=1.0)
+    targets = word_targets(batch["text_ids"], batch["text_attn"], 8, SPECIAL,
+                           idf=torch.log((1 + words.n_docs) / (1 + words.doc_freq)))
+    head = words.feature_heads["image"]
+    expected = word_kl(feats["image"] @ head.weight.T + head.bias, targets)
+    assert losses["words/image"].item() == pytest.approx(expected.item(), rel=1e-6)
+    cos = F.normalize(feats["text"], dim=-1) @ F.normalize(words.words, dim=-1).T
+    assert losses["words/text"].item() == pytest.approx(word_kl(cos / words.temperature, targets).item(), rel=1e-6)
