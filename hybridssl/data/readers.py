@@ -31,6 +31,7 @@ from __future__ import annotations
 import io
 import os
 import unicodedata
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,10 @@ def read_image(source: Source, uid: str, max_pixels: int = 64_000_000) -> np.nda
     """Decode an image file (or its bytes) into ``(H, W, 3)`` ``uint8`` RGB, or raise :class:`BadItem`."""
     p, name = _open_source(source, uid)
     try:
-        with Image.open(p) as img:
+        with warnings.catch_warnings():  # the size is checked below, against max_pixels: no Pillow warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(p)
+        with img:
             w, h = img.size
             if w * h > max_pixels:
                 raise BadItem(uid, "image_too_large", f"{w}x{h} > {max_pixels} pixels")

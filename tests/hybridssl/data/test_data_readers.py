@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +111,7 @@ def test_exif_orientation_applied(tmp_path: Path) -> None:
     assert read_image(tmp_path / "o.jpg", "u").shape == (8, 4, 3)
 
 
-def test_image_bad_items(tmp_path: Path) -> None:
+def test_image_bad_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert _reason(read_image, tmp_path / "nope.png", "u1") == "missing_file"
     assert _reason(read_image, tmp_path, "u1") == "missing_file"  # a directory
     (tmp_path / "empty.png").write_bytes(b"")
@@ -127,6 +128,14 @@ def test_image_bad_items(tmp_path: Path) -> None:
     Image.fromarray(noise).save(tmp_path / "big.png")
     assert _reason(read_image, tmp_path / "big.png", "u5", max_pixels=64 * 64 - 1) == "image_too_large"
     assert read_image(tmp_path / "big.png", "u5", max_pixels=64 * 64).shape == (64, 64, 3)
+
+    Image.fromarray(noise).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 40)  # Pillow would warn: 64x64 > its limit, < twice it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                        # our own limit decides, silently
+        assert _reason(read_image, tmp_path / "bomb.png", "u8", max_pixels=64 * 40) == "image_too_large"
+        assert read_image(tmp_path / "bomb.png", "u8").shape == (64, 64, 3)
+    monkeypatch.undo()
 
     Image.new("RGB", (1, 5)).save(tmp_path / "thin.png")
     assert _reason(read_image, tmp_path / "thin.png", "u6") == "image_too_small"
