@@ -46,6 +46,12 @@ def _check_inputs(ids: Tensor, attention: Tensor, mask_token_id: int, vocab_size
         raise ValueError(f"the masking ratio must lie in (0, 1], got {ratio!r}")
 
 
+def content_tokens(ids: Tensor, attention: Tensor, special_ids: Sequence[int]) -> Tensor:
+    """(B, L) bool: the real (attended), non-special tokens of each sequence."""
+    special = torch.tensor(sorted(set(int(s) for s in special_ids)), dtype=torch.long, device=ids.device)
+    return attention.bool() & ~torch.isin(ids, special)
+
+
 def _random_pool(vocab_size: int, special_ids: Sequence[int], device: torch.device) -> Tensor:
     """The ids a selected token may be replaced with: [0, vocab_size) minus the special ids."""
     keep = torch.ones(vocab_size, dtype=torch.bool)
@@ -81,8 +87,7 @@ def mask_tokens(
     """BERT's 80/10/10 corruption of ~ratio of the real, non-special tokens (see module doc)."""
     _check_inputs(ids, attention, mask_token_id, vocab_size, ratio)
     dev = generator.device if generator is not None else ids.device
-    special = torch.tensor(sorted(set(int(s) for s in special_ids)), dtype=torch.long, device=ids.device)
-    eligible = attention.bool() & ~torch.isin(ids, special)  # (B, L)
+    eligible = content_tokens(ids, attention, special_ids)  # (B, L)
     selected = _select(eligible, ratio, generator, dev)  # (B, L)
     u = torch.rand(ids.shape, generator=generator, device=dev).to(ids.device)  # (B, L)
     to_mask = selected & (u < MASK_PROB)

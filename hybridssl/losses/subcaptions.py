@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from hybridssl.losses.infonce import info_nce
+from hybridssl.losses.mlm import content_tokens
 from hybridssl.losses.positives import common_rows, duplicate_captions
 
 
@@ -44,11 +45,9 @@ def sample_spans(token_ids: Tensor, attention: Tensor, special_ids: Sequence[int
         raise ValueError(f"a sub-caption needs at least one token, got loss.subcaption_tokens={max_tokens!r}")
     bsz, length = token_ids.shape
     attn = attention.bool()
-    special = torch.zeros_like(attn)
-    for s in special_ids:
-        special |= token_ids == int(s)
-    content = attn & ~special                                                   # (B, L)
-    u = torch.rand(bsz, 2, generator=generator).to(token_ids.device)           # (B, 2): length, start
+    content = content_tokens(token_ids, attn, special_ids)                      # (B, L)
+    dev = generator.device if generator is not None else token_ids.device
+    u = torch.rand(bsz, 2, generator=generator, device=dev).to(token_ids.device)  # (B, 2): length, start
     spans = torch.full_like(token_ids, int(pad_id))
     span_attn = torch.zeros_like(attn)
     for i in range(bsz):
