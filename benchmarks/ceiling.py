@@ -61,6 +61,7 @@ class Inputs:
     x: torch.Tensor
     mask: torch.Tensor | None
     y: np.ndarray
+    captions: list[str] | None = None
 
     def rows(self, idx) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.x[idx], None if self.mask is None else self.mask[idx]
@@ -72,9 +73,10 @@ class Inputs:
 
 def split_inputs(dataset, spec, modality: str) -> Inputs:
     """The preprocessed ``modality`` inputs of a built-in split (sequences padded to the spec's longest)."""
-    xs, ys = [], []
+    xs, ys, captions = [], [], []
     for i in range(len(dataset)):
         s = dataset[i]
+        captions.append(s.caption or "")
         if modality == "image":
             xs.append(preprocess_image(s.image, spec.image))
         else:
@@ -83,12 +85,12 @@ def split_inputs(dataset, spec, modality: str) -> Inputs:
         ys.append([ATTRIBUTES[a].index(s.meta["attributes"][a]) for a in ATTRIBUTES])
     y = np.asarray(ys, dtype=np.int64)
     if modality == "image":
-        return Inputs(torch.stack(xs), None, y)
+        return Inputs(torch.stack(xs), None, y, captions)
     stream = spec.sequences[sequence_stream(modality)]
     frames, mask = pad_sequences(xs, stream)
     extra = stream.padded_frames - frames.shape[1]                 # every split to the same length (raw floor)
     frames, mask = np.pad(frames, ((0, 0), (0, extra), (0, 0))), np.pad(mask, ((0, 0), (0, extra)))
-    return Inputs(torch.from_numpy(frames), torch.from_numpy(mask).bool(), y)
+    return Inputs(torch.from_numpy(frames), torch.from_numpy(mask).bool(), y, captions)
 
 
 @torch.inference_mode()
