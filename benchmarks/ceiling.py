@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,7 +129,7 @@ def supervised_ceiling(cfg, data: Inputs, y: np.ndarray, test: Inputs, test_y: n
         loss = F.cross_entropy(head(model.forward_features(modality, *data.rows(idx))), labels[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, tc.grad_clip if tc.grad_clip > 0 else math.inf)
+        torch.nn.utils.clip_grad_norm_(params, tc.clip_norm)
         opt.step()
     feats = torch.from_numpy(tower_features(model, test, modality))
     with torch.inference_mode():

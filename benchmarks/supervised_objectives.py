@@ -32,9 +32,7 @@ Prints a rich table and writes benchmarks/results/supervised_objectives.json (wi
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import math
 import re
 import sys
 import time
@@ -52,6 +50,7 @@ from edge_runtime.machine import machine_info  # noqa: E402
 from hybridssl.config import RunConfig, load_config  # noqa: E402
 from hybridssl.data.splits import build_datasets  # noqa: E402
 from hybridssl.data.synthetic_text import ATTRIBUTES, SYNONYMS  # noqa: E402
+from hybridssl.losses.caption_words import word_kl  # noqa: E402
 from hybridssl.runs import build_model  # noqa: E402
 from hybridssl.schedule import warmup_cosine  # noqa: E402
 
@@ -68,21 +67,28 @@ def shape_phrase(caption: str, shape: str) -> int:
     return SHAPE_PHRASES.index(max(used, key=len))
 
 
+#: the attributes whose phrases' words a restricted word objective keeps (all caption words otherwise)
+WORDS_OF = {"shape_words_bce": ("shape",), "attribute_words_bce": tuple(ATTRIBUTES)}
+
+
+def words_of(text: str) -> set[str]:
+    """The distinct lower-case words of ``text`` ("five-pointed star" → five, pointed, star)."""
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
 def phrase_words(attributes: tuple[str, ...]) -> set[str]:
     """The words of every synonym phrase of ``attributes``."""
-    return {w for a in attributes for phrases in SYNONYMS[a].values() for p in phrases for w in re.findall(r"[a-z]+", p)}
+    return {w for a in attributes for phrases in SYNONYMS[a].values() for p in phrases for w in words_of(p)}
 
 
-def word_bags(captions: list[str], keep: set[str] | None = None) -> tuple[list[str], torch.Tensor]:
-    """The vocabulary of ``captions`` (lower-case words, only those in ``keep`` if given) and the
-    (N, V) 0/1 bag of each caption."""
-    words = [{w for w in re.findall(r"[a-z]+", c.lower()) if keep is None or w in keep} for c in captions]
-    vocab = sorted(set().union(*words))
-    index = {w: i for i, w in enumerate(vocab)}
-    bags = torch.zeros(len(captions), len(vocab))
+def word_bags(captions: list[str], keep: set[str] | None = None) -> torch.Tensor:
+    """(N, V) 0/1: which words of the captions' vocabulary (only those in ``keep`` if given) each has."""
+    words = [{w for w in words_of(c) if keep is None or w in keep} for c in captions]
+    index = {w: i for i, w in enumerate(sorted(set().union(*words)))}
+    bags = torch.zeros(len(captions), len(index))
     for row, ws in enumerate(words):
         bags[row, [index[w] for w in ws]] = 1.0
-    return vocab, bags
+    return bags
 
 
 def objective_targets(objective: str, train: Inputs) -> tuple[torch.Tensor, int]:
@@ -92,9 +98,9 @@ def objective_targets(objective: str, train: Inputs) -> tuple[torch.Tensor, int]
         idx = [shape_phrase(c, shapes[k]) for c, k in zip(train.captions or [], train.y[:, 0])]
         return torch.tensor(idx), len(SHAPE_PHRASES)
     if "words" in objective:
-        keep = {"shape_words_bce": phrase_words(("shape",)), "attribute_words_bce": phrase_words(tuple(ATTRIBUTES))}
-        _, bags = word_bags(train.captions or [], keep.get(objective))
-        if objective == "words":   # idf-weighted distributions, rows summing to 1
+        keep = phrase_words(WORDS_OF[objective]) if objective in WORDS_OF else None
+        bags = word_bags(train.captions or [], keep)
+        if objective == "words":   # idf-weighted distributions, rows summing to 1 (CaptionWords' idf)
             idf = torch.log((1.0 + len(bags)) / (1.0 + bags.sum(0)))
             bags = bags * idf
             bags = bags / bags.sum(1, keepdim=True)
@@ -105,7 +111,7 @@ def objective_targets(objective: str, train: Inputs) -> tuple[torch.Tensor, int]
 def objective_loss(objective: str, logits: list[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
     """The objective's loss of one batch (``logits``: the heads' outputs, ``targets`` its rows)."""
     if objective == "words":
-        return -(targets * F.log_softmax(logits[0], -1)).sum(-1).mean()
+        return word_kl(logits[0], targets)
     if objective.endswith("words_bce"):
         return F.binary_cross_entropy_with_logits(logits[0], targets, reduction="sum") / len(targets)
     if objective == "synonyms":
@@ -143,7 +149,7 @@ def train_and_score(cfg: RunConfig, objective: str, train: Inputs, val: Inputs,
         loss = objective_loss(objective, [h(pooled) for h in heads], batch_targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, tc.grad_clip if tc.grad_clip > 0 else math.inf)
+        torch.nn.utils.clip_grad_norm_(params, tc.clip_norm)
         opt.step()
     feats, train_feats = tower_features(model, val, "image"), tower_features(model, train, "image")
     head_acc = {}
@@ -171,9 +177,7 @@ def main() -> None:
     unknown = set(objectives) - set(OBJECTIVES)
     if unknown:
         raise SystemExit(f"unknown objective(s) {sorted(unknown)}; choose from {OBJECTIVES}")
-    cfg = load_config(args.config)
-    if args.grad_clip is not None:
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, grad_clip=args.grad_clip))
+    cfg = load_config(args.config, [] if args.grad_clip is None else [f"train.grad_clip={args.grad_clip}"])
     train_ds, val_ds = build_datasets(cfg.data, cfg.train.seed)
     train, val = split_inputs(train_ds, cfg.preprocess, "image"), split_inputs(val_ds, cfg.preprocess, "image")
     rows = {}

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -320,7 +319,7 @@ class Trainer:
                     p.grad.copy_(dist.all_reduce_mean(p.grad))
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip if tc.grad_clip > 0 else math.inf)
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.clip_norm)
             grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm  # FSDP: a DTensor
             finite = bool(torch.isfinite(grad_norm))
             signals = {**signals, "grad_norm": float(grad_norm)}
