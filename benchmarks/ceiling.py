@@ -47,7 +47,7 @@ from hybridssl.data.synthetic_text import ATTRIBUTES
 from hybridssl.evaluation.probes import linear_probe
 from hybridssl.preprocessing import preprocess_image, preprocess_sequence
 from hybridssl.runs import build_model, load_run
-from hybridssl.schedule import warmup_cosine
+from hybridssl.schedule import clip_norm, warmup_cosine
 
 OUT = Path(__file__).parent / "results" / "ceiling.json"
 VAL_ITEMS = 1000
@@ -129,7 +129,7 @@ def supervised_ceiling(cfg, data: Inputs, y: np.ndarray, test: Inputs, test_y: n
         loss = F.cross_entropy(head(model.forward_features(modality, *data.rows(idx))), labels[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, tc.clip_norm)
+        torch.nn.utils.clip_grad_norm_(params, clip_norm(tc.grad_clip))
         opt.step()
     feats = torch.from_numpy(tower_features(model, test, modality))
     with torch.inference_mode():

@@ -52,7 +52,7 @@ from hybridssl.data.splits import build_datasets  # noqa: E402
 from hybridssl.data.synthetic_text import ATTRIBUTES, SYNONYMS  # noqa: E402
 from hybridssl.losses.caption_words import word_kl  # noqa: E402
 from hybridssl.runs import build_model  # noqa: E402
-from hybridssl.schedule import warmup_cosine  # noqa: E402
+from hybridssl.schedule import clip_norm, warmup_cosine  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "supervised_objectives.json"
 OBJECTIVES = ("shape", "all", "mask_shape", "synonyms", "words", "words_bce", "shape_words_bce", "attribute_words_bce")
@@ -149,7 +149,7 @@ def train_and_score(cfg: RunConfig, objective: str, train: Inputs, val: Inputs,
         loss = objective_loss(objective, [h(pooled) for h in heads], batch_targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, tc.clip_norm)
+        torch.nn.utils.clip_grad_norm_(params, clip_norm(tc.grad_clip))
         opt.step()
     feats, train_feats = tower_features(model, val, "image"), tower_features(model, train, "image")
     head_acc = {}

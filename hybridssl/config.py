@@ -187,11 +187,6 @@ class TrainConfig:
     distributed: str = "ddp"          # torchrun with > 1 process: "ddp" (replicated) | "fsdp" (sharded, large models)
     log: tuple[str, ...] = ()         # experiment trackers: tensorboard, mlflow, wandb (hybridssl.tracking)
 
-    @property
-    def clip_norm(self) -> float:
-        """The ``max_norm`` of gradient clipping: ``grad_clip``, or no clipping (∞) when it is 0."""
-        return self.grad_clip if self.grad_clip > 0 else math.inf
-
     def __post_init__(self) -> None:
         """Refuse values no run can train with, before any data is read (ValueError naming the key)."""
         at_least = {"steps": 1, "batch_size": 1, "accum_steps": 1, "log_every": 1, "ckpt_every": 0,

@@ -42,7 +42,7 @@ from hybridssl.data.sample import SkipReport
 from hybridssl.errors import NonFiniteLossError
 from hybridssl.models.hybrid import HybridModel
 from hybridssl.models.interface import TowerModel
-from hybridssl.schedule import warmup_cosine
+from hybridssl.schedule import clip_norm, warmup_cosine
 from hybridssl.task import HybridTask, TextMasking
 from hybridssl.tokenizer import TextTokenizer
 
@@ -319,7 +319,7 @@ class Trainer:
                     p.grad.copy_(dist.all_reduce_mean(p.grad))
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.clip_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, clip_norm(tc.grad_clip))
             grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm  # FSDP: a DTensor
             finite = bool(torch.isfinite(grad_norm))
             signals = {**signals, "grad_norm": float(grad_norm)}
