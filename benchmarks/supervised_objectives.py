@@ -38,6 +38,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
@@ -49,7 +50,7 @@ from ceiling import Inputs, probes, split_inputs, tower_features  # noqa: E402
 from edge_runtime.machine import machine_info  # noqa: E402
 from hybridssl.config import RunConfig, load_config  # noqa: E402
 from hybridssl.data.splits import build_datasets  # noqa: E402
-from hybridssl.data.synthetic_text import ATTRIBUTES, SYNONYMS  # noqa: E402
+from hybridssl.data.synthetic_text import ATTRIBUTES, N_CAPTION_DRAWS, SYNONYMS, make_caption  # noqa: E402
 from hybridssl.losses.caption_words import word_kl  # noqa: E402
 from hybridssl.runs import build_model  # noqa: E402
 from hybridssl.schedule import clip_norm, warmup_cosine  # noqa: E402
@@ -91,15 +92,29 @@ def word_bags(captions: list[str], keep: set[str] | None = None) -> torch.Tensor
     return bags
 
 
-def objective_targets(objective: str, train: Inputs) -> tuple[torch.Tensor, int]:
-    """The per-item targets of ``objective`` and the width of its head."""
+def paraphrased(train: Inputs, k: int, seed: int = 0) -> list[list[str]]:
+    """Every item's caption followed by ``k`` fresh captions of its scene (the grammar drawn again)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for caption, y in zip(train.captions or [], train.y):
+        values = {a: vals[v] for (a, vals), v in zip(ATTRIBUTES.items(), y)}
+        out.append([caption, *(make_caption(values, rng.random(N_CAPTION_DRAWS)) for _ in range(k))])
+    return out
+
+
+def objective_targets(objective: str, train: Inputs, paraphrases: int = 0) -> tuple[torch.Tensor, int]:
+    """The per-item targets of ``objective`` and the width of its head. With ``paraphrases`` = K > 0 a
+    word objective's target is the mean word bag of the caption and K paraphrases of its scene: the
+    wording noise of the target shrinks K + 1 times in variance (COCO-style data has 5 captions)."""
     if objective == "synonyms":
         shapes = ATTRIBUTES["shape"]
         idx = [shape_phrase(c, shapes[k]) for c, k in zip(train.captions or [], train.y[:, 0])]
         return torch.tensor(idx), len(SHAPE_PHRASES)
     if "words" in objective:
         keep = phrase_words(WORDS_OF[objective]) if objective in WORDS_OF else None
-        bags = word_bags(train.captions or [], keep)
+        groups = paraphrased(train, paraphrases)
+        flat = word_bags([c for g in groups for c in g], keep)   # one vocabulary for every caption
+        bags = flat.view(len(groups), paraphrases + 1, -1).mean(1)
         if objective == "words":   # idf-weighted distributions, rows summing to 1 (CaptionWords' idf)
             idf = torch.log((1.0 + len(bags)) / (1.0 + bags.sum(0)))
             bags = bags * idf
@@ -120,7 +135,7 @@ def objective_loss(objective: str, logits: list[torch.Tensor], targets: torch.Te
 
 
 def train_and_score(cfg: RunConfig, objective: str, train: Inputs, val: Inputs,
-                    sgd_lr: float = 0.0) -> dict[str, dict[str, float]]:
+                    sgd_lr: float = 0.0, paraphrases: int = 0) -> dict[str, dict[str, float]]:
     """``{"head": held-out accuracy (%) of every attribute head the objective trains, "probe": the
     10 %-label linear probe's held-out accuracy (%) per attribute on the trained tower's features}``.
     With ``sgd_lr > 0`` the optimiser is SGD with Nesterov momentum 0.9 at that peak lr instead of the
@@ -129,7 +144,7 @@ def train_and_score(cfg: RunConfig, objective: str, train: Inputs, val: Inputs,
     torch.manual_seed(tc.seed)
     model = build_model(cfg, 1, ("image",))
     width = model.feature_dim("image")
-    targets, n_out = objective_targets(objective, train)
+    targets, n_out = objective_targets(objective, train, paraphrases)
     used = list(range(len(names))) if objective == "all" else [names.index("shape")]
     sizes = [n_out] if n_out else [len(ATTRIBUTES[names[k]]) for k in used]
     heads = torch.nn.ModuleList([torch.nn.Linear(width, n) for n in sizes])
@@ -169,6 +184,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--grad-clip", type=float, default=None, help="train.grad_clip (0: no clipping; default: the preset's)")
     ap.add_argument("--sgd-lr", type=float, default=0.0, help="SGD (Nesterov 0.9) at this peak lr instead of AdamW")
+    ap.add_argument("--paraphrases", type=int, default=0,
+                    help="word objectives: average the target over the caption and K fresh captions of its scene")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     if args.threads:
@@ -183,7 +200,7 @@ def main() -> None:
     rows = {}
     for objective in objectives:
         t = time.process_time()
-        rows[objective] = {**train_and_score(cfg, objective, train, val, args.sgd_lr), "cpu_s": time.process_time() - t}
+        rows[objective] = {**train_and_score(cfg, objective, train, val, args.sgd_lr, args.paraphrases), "cpu_s": time.process_time() - t}
         print(objective, json.dumps(rows[objective]), flush=True)
     table = Table(title=f"Objectives for the image tower of {args.config!r}: held-out accuracy (%), "
                         "the objective's own heads / a 10 %-label probe on its features")
@@ -195,7 +212,7 @@ def main() -> None:
                                    for a in ATTRIBUTES), f"{row['cpu_s']:.0f}")
     Console().print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"config": args.config, "steps": cfg.train.steps, "batch_size": cfg.train.batch_size,
+    args.out.write_text(json.dumps({"config": args.config, "steps": cfg.train.steps, "batch_size": cfg.train.batch_size, "paraphrases": args.paraphrases,
                                     "objectives": rows, "machine": machine_info()}, indent=1))
     print(f"wrote {args.out}")
 

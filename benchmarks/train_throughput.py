@@ -25,8 +25,9 @@ from edge_runtime.machine import machine_info
 from hybridssl.app.train import prepare
 from hybridssl.config import load_config
 from hybridssl.data.batching import Collator, SafeDataset, StepBatchSampler
+from hybridssl.losses.mlm import TextMasking
 from hybridssl.runs import build_model
-from hybridssl.task import HybridTask, TextMasking
+from hybridssl.task import HybridTask
 from hybridssl.trainer import param_groups
 
 OUT = Path(__file__).parent / "results" / "train_throughput.json"

@@ -10,10 +10,10 @@ For each modality m in the batch the encoder runs ONCE on the visible tokens (ra
   * optional intra-modal NT-Xent (SimCLR), times its weight: ``ntxent/image`` between two views of
     each image (two maskings, or with ``loss.ntxent_view=colour`` the second one colour-permuted so
     the pair agrees on everything but colour, :func:`permute_colours`), and ``ntxent/text`` between
-    two token maskings of each caption (the MLM corruption and a second one with
-    ``loss.text_ntxent_mask_ratio``; without MLM the caption and one masking; ``loss.text_ntxent_weight``): the text embedding must tell
-    captions apart on its own instead of only as far as the images already do. Single-process
-    exact; under torchrun the text views are drawn per rank.
+    the MLM corruption (or the caption) and a second masking or another caption of the item
+    (:func:`second_text_view`): the text embedding tells captions apart on its own and, from
+    paraphrases, ignores their wording (``loss.paraphrase_target``: the pairs then see the mean of
+    both wordings' embeddings). Single-process exact; under torchrun the text views are drawn per rank.
   * optional caption-word prediction ``words/<m>`` (``loss.caption_words_weight``): every embedding
     predicts its item's caption words through one shared head (:mod:`hybridssl.losses.caption_words`);
   * optional sub-caption contrast ``subcaption/<m>`` (``loss.subcaption_weight``): every non-text
@@ -65,8 +65,8 @@ from hybridssl.losses.hard_negatives import add_caption_negatives, embed_caption
 from hybridssl.losses.infonce import InfoNCELoss
 from hybridssl.losses.mae import mae_loss, normalize_patches
 from hybridssl.losses.mfm import count_masked_frames, frame_targets, masked_frame_loss
-from hybridssl.losses.mlm import mask_tokens, masked_token_loss
-from hybridssl.losses.ntxent import nt_xent
+from hybridssl.losses.mlm import TextMasking, mask_tokens, masked_token_loss
+from hybridssl.losses.ntxent import nt_xent, second_text_view
 from hybridssl.losses.plan import loss_names, resolve_pairs
 from hybridssl.losses.positives import caption_positive_mask, common_rows
 from hybridssl.losses.queue import MomentumQueue, momentum_update
@@ -80,14 +80,6 @@ from hybridssl.weighting.factory import create_weighting
 from hybridssl.weighting.signals import feature_redundancy
 
 GATHER_MODES = ("global", "local")
-@dataclass
-class TextMasking:
-    mask_id: int
-    vocab_size: int
-    special_ids: list[int]
-    pad_id: int = 0
-
-
 @dataclass
 class TaskOutput:
     loss: Tensor
@@ -162,9 +154,11 @@ class HybridTask(nn.Module):
             if m == "text" and "ntxent/text" in self.names and enc is not None and self.text is not None:
                 clean = ids_target if ids_target is not None else x  # view 1: the MLM corruption, or the caption
                 corrupted, _ = self._mask_tokens(clean, attention, generator, self.cfg.loss.text_ntxent_mask_ratio)
-                view2 = self._encode(m, corrupted, attention, 0.0, generator, plan)
-                assert view2 is not None  # the caption rows are local, as enc's are
+                ids2, attn2 = second_text_view(batch, corrupted, attention, self.cfg.loss.text_ntxent_view)
+                view2 = self.model.encode(m, ids2, attention=attn2)  # the caption rows are local, as enc's are
                 z1, z2 = self.model.heads[m](enc.pooled), self.model.heads[m](view2.pooled)
+                if self.cfg.loss.paraphrase_target and m in emb:   # the pairs' text side: mean of the two wordings
+                    emb[m] = nn.functional.normalize(emb[m] + self.model.forward_head(m, view2.pooled), dim=-1)
                 losses["ntxent/text"] = self.cfg.loss.text_ntxent_weight * nt_xent(z1, z2, self.cfg.loss.ntxent_temperature)
                 counts["ntxent/text"] = clean.shape[0]
         pair_sizes, redundancies = self._contrastive(batch, emb, idx, losses, counts, generator, plan)

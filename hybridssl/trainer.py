@@ -40,10 +40,11 @@ from hybridssl.data.loaders import train_loader
 from hybridssl.data.neighbour_batches import caption_embedder, neighbour_batching
 from hybridssl.data.sample import SkipReport
 from hybridssl.errors import NonFiniteLossError
+from hybridssl.losses.mlm import TextMasking
 from hybridssl.models.hybrid import HybridModel
 from hybridssl.models.interface import TowerModel
 from hybridssl.schedule import clip_norm, warmup_cosine
-from hybridssl.task import HybridTask, TextMasking
+from hybridssl.task import HybridTask
 from hybridssl.tokenizer import TextTokenizer
 
 

@@ -11,6 +11,8 @@ Batch layout (only present modalities are stored; ``*_idx`` map rows back to bat
     captions     list[str | None] (n)         uids list[str] (n)    keys list[str] (n)
     positions    (n,) long: each item's Sample.position (−1 when not read through PositionTagged)
     text_neg_ids / text_neg_attn (Bt·S, L): with ``caption_negatives`` = S, S word-replaced negatives of each caption
+    text_para_ids / text_para_attn (Bt, K, L), text_para_count (Bt,) long: when some item has paraphrases,
+                 each caption's paraphrases (K: the most in the batch; rows past a caption's count repeat it)
     seq_<s>      (Bs, T, D) float32, seq_<s>_attn (Bs, T) bool (real frames), seq_<s>_idx (Bs,) long: each
                  feature stream s, normalised, zero-padded to a multiple of its patch (edge_runtime.sequence)
     skipped      list[(uid, reason, detail)]  repairs list[str]
@@ -155,6 +157,14 @@ class Collator:
                 batch["text_ids"] = torch.from_numpy(ids)
                 batch["text_attn"] = torch.from_numpy(attn)
                 batch["text_idx"] = torch.tensor(idx, dtype=torch.long)
+                counts = [len(kept[i].paraphrases) for i in idx]
+                if any(counts):   # K = the most any caption has; the shorter lists padded with the caption
+                    k = max(counts)
+                    padded = [c2 for i, c in zip(idx, captions) for c2 in (*kept[i].paraphrases, *[c] * k)[:k]]
+                    p_ids, p_attn = self.tokenizer.encode(padded)
+                    batch["text_para_ids"] = torch.from_numpy(p_ids).view(len(idx), k, -1)     # (Bt, K, L)
+                    batch["text_para_attn"] = torch.from_numpy(p_attn).view(len(idx), k, -1)
+                    batch["text_para_count"] = torch.tensor(counts, dtype=torch.long)          # (Bt,)
                 if self.caption_negatives:
                     negatives = caption_negatives(captions, self.caption_negatives)
                     n_ids, n_attn = self.tokenizer.encode([c for per in negatives for c in per])

@@ -9,7 +9,8 @@ Annotation file layout::
 Default: one sample per caption annotation (uid ``"<image_id>#<annotation id>"``), in annotation-file
 order. ``one_caption_per_image=True``: one sample per image entry (uid ``"<image_id>"``), in image-file
 order, with its first non-empty caption in annotation order; an image without any caption is kept as an
-image-only sample.
+image-only sample. Either way ``Sample.paraphrases`` holds the image's other non-empty captions (in
+annotation order): COCO's five captions per image describe one picture in five wordings.
 
 Index-time skips (``load_report``): ``malformed_row`` (an image or annotation entry with missing or
 wrongly-typed fields, a duplicate image id), ``unknown_image_id`` (an annotation whose image is not
@@ -69,10 +70,14 @@ class CocoCaptionsDataset(MultimodalDataset):
 
         doc = self._load_json()
         images = self._index_images(doc["images"])
-        if one_caption_per_image:
-            self._pairs = self._per_image(images, doc["annotations"])
-        else:
-            self._pairs = self._per_caption(images, doc["annotations"])
+        annotations = list(self._annotations(images, doc["annotations"]))
+        #: image id → its non-empty captions, as (annotation id, caption): the paraphrases of each other
+        self._captions: dict[int | str, list[tuple[int | str, str]]] = {}
+        for image_id, ann_id, caption in annotations:
+            if caption is not None:
+                self._captions.setdefault(image_id, []).append((ann_id, caption))
+        per = self._per_image if one_caption_per_image else self._per_caption
+        self._pairs = per(images, annotations)
 
     # -- parsing ------------------------------------------------------------------------------------------
     def _load_json(self) -> dict[str, Any]:
@@ -120,9 +125,9 @@ class CocoCaptionsDataset(MultimodalDataset):
                 continue
             yield a["image_id"], ann_id, caption
 
-    def _per_caption(self, images: dict[int | str, str], entries: list[Any]) -> list[_Pair]:
+    def _per_caption(self, images: dict[int | str, str], annotations: list[tuple[Any, Any, str | None]]) -> list[_Pair]:
         pairs = []
-        for image_id, ann_id, caption in self._annotations(images, entries):
+        for image_id, ann_id, caption in annotations:
             uid = f"{image_id}#{ann_id}"
             if caption is None:
                 self.load_report.skip(uid, "empty_caption", "caption empty after cleaning")
@@ -130,9 +135,9 @@ class CocoCaptionsDataset(MultimodalDataset):
             pairs.append(_Pair(uid, image_id, images[image_id], caption, ann_id))
         return pairs
 
-    def _per_image(self, images: dict[int | str, str], entries: list[Any]) -> list[_Pair]:
+    def _per_image(self, images: dict[int | str, str], annotations: list[tuple[Any, Any, str | None]]) -> list[_Pair]:
         first: dict[int | str, tuple[str, int | str]] = {}
-        for image_id, ann_id, caption in self._annotations(images, entries):
+        for image_id, ann_id, caption in annotations:
             if caption is None:
                 self.load_report.repair("empty_caption_dropped")
             elif image_id not in first:
@@ -158,4 +163,5 @@ class CocoCaptionsDataset(MultimodalDataset):
         p = self._pairs[self._check_index(i)]
         image = read_image(self.images_dir / p.file_name, p.uid, max_pixels=self.max_pixels)  # (H, W, 3)
         meta: dict[str, Any] = {"repairs": [], "image_id": p.image_id, "file_name": p.file_name, "annotation_id": p.annotation_id}
-        return Sample(uid=p.uid, image=image, caption=p.caption, meta=meta)
+        others = tuple(c for a, c in self._captions.get(p.image_id, ()) if a != p.annotation_id)
+        return Sample(uid=p.uid, image=image, caption=p.caption, meta=meta, paraphrases=others if p.caption else ())

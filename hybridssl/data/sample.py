@@ -8,6 +8,8 @@ A :class:`Sample` carries any subset of the modalities (partial availability is 
 * ``features`` — precomputed per-modality sequences ``{name: (T, D) float32}``, or ``None``; a non-empty
   stream ``name`` is the modality ``seq_<name>`` (:mod:`edge_runtime.schema`)
 * ``label``    — class index (``int``), or ``None`` when unlabeled
+* ``paraphrases`` — other captions of the same item (same content, other words: COCO's other
+  annotations of the image, the built-in grammar drawn again), ``()`` when there are none
 
 Datasets raise :class:`BadItem` from ``__getitem__`` for an item that cannot be repaired; the
 batcher catches it, drops the item and records the reason in a :class:`SkipReport`, so a run
@@ -47,6 +49,7 @@ class Sample:
     meta: dict[str, Any] = field(default_factory=dict)
     #: the item's index in the dataset a :class:`hybridssl.data.tagged.PositionTagged` view read it from
     position: int | None = None
+    paraphrases: tuple[str, ...] = ()
 
     @property
     def modalities(self) -> tuple[str, ...]:

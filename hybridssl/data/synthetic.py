@@ -17,6 +17,9 @@ texture (3) = 1,920 scenes. All three modalities are rendered from the same attr
   :func:`~hybridssl.data.synthetic_sensor.render_sensor` (frequency ← colour, waveform ← shape, phase
   lag ← position, amplitude ← size; ``sensor_frames`` ·¾ to ·1 frames), the tower ``seq_sensor``.
   Its generator is seeded from ``[seed, split_index, i, 1]``, so turning it on changes nothing else.
+* paraphrases — with ``paraphrases=K`` (spec ``builtin:paraphrases=K``) each captioned item also
+  carries K more captions of its scene (``Sample.paraphrases``: the grammar drawn again from
+  ``[seed, split_index, i, 2]``, so turning it on changes nothing else), as COCO gives 5 per image.
 
 ``label`` is the value index of ``label_attribute`` (default ``"shape"``). ``meta["key"]`` is the scene
 key ``"shape=…|colour=…|size=…|position=…|texture=…"`` and ``meta["attributes"]`` the same as a dict.
@@ -214,6 +217,7 @@ class SyntheticScenes(MultimodalDataset):
         sample_rate: int = 16000, audio_seconds: float = 1.0, noise: float = 0.05, distractors: int = 1,
         caption_dropout: float = 0.0, missing_image: float = 0.0, missing_audio: float = 0.0,
         audio_snr_db: float = 10.0, label_attribute: str = "shape", sensor: bool = False, sensor_frames: int = 96,
+        paraphrases: int = 0,
     ) -> None:
         super().__init__()
         if split not in SPLITS:
@@ -222,7 +226,7 @@ class SyntheticScenes(MultimodalDataset):
             raise ValueError(f"label_attribute must be one of {tuple(ATTRIBUTES)}, got {label_attribute!r}")
         for knob, value, low in (("size", size, 1), ("seed", seed, 0), ("image_size", image_size, 16),
                                  ("sample_rate", sample_rate, 8000), ("distractors", distractors, 0),
-                                 ("sensor_frames", sensor_frames, 16)):
+                                 ("sensor_frames", sensor_frames, 16), ("paraphrases", paraphrases, 0)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{knob} must be an integer >= {low}, got {value!r}")
         if not isinstance(audio_seconds, (int, float)) or not 0.25 <= audio_seconds <= 60:
@@ -241,6 +245,7 @@ class SyntheticScenes(MultimodalDataset):
         self.label_names = list(ATTRIBUTES[label_attribute])
         present = {"image": self.missing_image < 1.0, "text": True, "audio": self.missing_audio < 1.0}
         self.sensor, self.sensor_frames = bool(sensor), int(sensor_frames)
+        self.paraphrases = int(paraphrases)
         self.modalities = tuple(m for m in MODALITIES if present[m]) + ((sequence_modality("sensor"),) if sensor else ())
         self.feature_dims = {"sensor": 6} if sensor else {}
         self._label_pos = list(ATTRIBUTES).index(label_attribute)
@@ -296,6 +301,14 @@ class SyntheticScenes(MultimodalDataset):
     def caption_at(self, i: int) -> str | None:
         return self._header(i).caption
 
+    def paraphrases_at(self, i: int) -> tuple[str, ...]:
+        """The ``paraphrases`` further captions of item ``i``'s scene (``()`` when it has no caption)."""
+        h = self._header(i)
+        if h.caption is None or not self.paraphrases:
+            return ()
+        rng = np.random.default_rng([self.seed, SPLITS.index(self.split), self._index(i), 2])
+        return tuple(make_caption(self.attributes(i), rng.random(N_CAPTION_DRAWS)) for _ in range(self.paraphrases))
+
     def label_at(self, i: int) -> int | None:
         return self._header(i).scene[self._label_pos]
 
@@ -346,4 +359,5 @@ class SyntheticScenes(MultimodalDataset):
             features={"sensor": self.sensor_at(i)} if self.sensor else None,
             label=h.scene[self._label_pos],
             meta=meta,
+            paraphrases=self.paraphrases_at(i),
         )

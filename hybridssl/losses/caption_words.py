@@ -12,7 +12,8 @@ the caption itself, encoded from its MLM corruption):
     L_m   = KL(y ‖ p_m) = Σ_v y_v (log y_v − log p_m,v)        mean over the items with a caption
 
 n_v counts the captions containing token v among the N seen so far in training (buffers of the
-module, so a resume continues them); the current batch is counted before it is scored. The head is a
+module, so a resume continues them); the current batch is counted before it is scored. An item with
+paraphrases (other captions of it, ``Sample.paraphrases``) gets the mean of its captions' y. The head is a
 cosine classifier (unit rows; τ_w fixed, ``loss.caption_words_temperature``): the logits' scale does
 not have to be learnt from a small init first, and each word is a unit vector of the joint space, so
 an embedding predicting several words sits near the normalised sum of theirs. The KL is the
@@ -82,14 +83,25 @@ class CaptionWords(nn.Module):
         self.register_buffer("doc_freq", torch.zeros(vocab_size))   # (V,) n_v
         self.register_buffer("n_docs", torch.zeros(()))             # () N
 
-    def targets(self, token_ids: Tensor, attention: Tensor) -> Tensor:
-        """(B, V) targets y; in training mode the batch's captions are counted first."""
+    def targets(self, token_ids: Tensor, attention: Tensor, paraphrases: tuple[Tensor, Tensor, Tensor] | None = None,
+                ) -> Tensor:
+        """(B, V) targets y; in training mode the batch's captions are counted first. With
+        ``paraphrases = (ids (B, K, L), attention (B, K, L), count (B,))`` an item's target is the mean
+        of the targets of its caption and its first ``count`` paraphrases: what the item says, less the
+        wording any one caption happened to pick (the variance of that noise shrinks 1 + count times)."""
         uniform = word_targets(token_ids, attention, self.vocab_size, self.special_ids)
         if self.training:
             self.doc_freq += (uniform > 0).float().sum(0)
             self.n_docs += float(token_ids.shape[0])
         idf = torch.log((1.0 + self.n_docs) / (1.0 + self.doc_freq))
-        return word_targets(token_ids, attention, self.vocab_size, self.special_ids, idf=idf)
+        y = word_targets(token_ids, attention, self.vocab_size, self.special_ids, idf=idf)
+        if paraphrases is None:
+            return y
+        ids, attn, count = paraphrases
+        b, k, _ = ids.shape
+        y_para = word_targets(ids.flatten(0, 1), attn.flatten(0, 1), self.vocab_size, self.special_ids, idf=idf)
+        real = (torch.arange(k, device=ids.device)[None, :] < count.to(ids.device)[:, None]).float()   # (B, K)
+        return (y + (y_para.view(b, k, -1) * real[..., None]).sum(1)) / (1.0 + real.sum(1, keepdim=True))
 
     def logits(self, embeddings: Tensor, modality: str | None = None) -> Tensor:
         """(B, V): W_m f + b_m for the pooled features (B, W) of a tower with a feature head, else
@@ -110,7 +122,9 @@ def caption_word_losses(words: CaptionWords, batch: dict, embeddings: dict[str, 
     for the towers that have a feature head)."""
     if "text_ids" not in batch or "text" not in rows:
         return {}, {}
-    targets = words.targets(batch["text_ids"], batch["text_attn"])            # (Bt, V), the clean captions
+    paraphrases = (batch["text_para_ids"], batch["text_para_attn"], batch["text_para_count"]) \
+        if "text_para_ids" in batch else None
+    targets = words.targets(batch["text_ids"], batch["text_attn"], paraphrases)   # (Bt, V), the clean captions
     losses, counts = {}, {}
     for m, e in embeddings.items():
         im, it = common_rows(rows[m], rows["text"])

@@ -22,15 +22,27 @@ one), so a CPU generator gives the same corruption on any device.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["mask_tokens", "masked_token_loss", "MASK_PROB", "RANDOM_PROB"]
+__all__ = ["TextMasking", "mask_tokens", "masked_token_loss", "MASK_PROB", "RANDOM_PROB"]
 
 MASK_PROB = 0.8     # selected → [MASK]
 RANDOM_PROB = 0.1   # selected → random token (the remaining 0.1 stay unchanged)
+
+
+@dataclass
+class TextMasking:
+    """What masking needs to know of the tokenizer: the [MASK] id, the vocabulary size, the special ids
+    (never selected) and the padding id."""
+
+    mask_id: int
+    vocab_size: int
+    special_ids: list[int]
+    pad_id: int = 0
 
 
 def _check_inputs(ids: Tensor, attention: Tensor, mask_token_id: int, vocab_size: int, ratio: float) -> None:

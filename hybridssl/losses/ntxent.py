@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["nt_xent"]
+__all__ = ["nt_xent", "second_text_view"]
 
 
 def _check(z1: Tensor, z2: Tensor, temperature: float) -> None:
@@ -44,3 +44,17 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
     idx = torch.arange(bsz, device=z.device)
     targets = torch.cat([idx + bsz, idx])  # (2B,) the other view
     return F.cross_entropy(logits, targets)
+
+
+def second_text_view(batch: dict, masked: Tensor, attention: Tensor, view: str) -> tuple[Tensor, Tensor]:
+    """The second view of a batch's captions for ``ntxent/text``: ``(masked, attention)`` — a masking of
+    each caption — for ``view="mask"``; for ``view="paraphrase"`` each caption's first paraphrase
+    (``text_para_ids[:, 0]`` / ``text_para_attn[:, 0]``) where it has one (``text_para_count`` > 0), its
+    masking elsewhere. A paraphrase says the same thing in other words: the pair matches by content only."""
+    if view not in ("mask", "paraphrase"):
+        raise ValueError(f"the second text view is 'mask' or 'paraphrase', got {view!r}")
+    if view == "mask" or "text_para_ids" not in batch:
+        return masked, attention
+    has = (batch["text_para_count"] > 0).to(masked.device)[:, None]   # (Bt, 1)
+    ids, attn = batch["text_para_ids"][:, 0], batch["text_para_attn"][:, 0]
+    return torch.where(has, ids, masked), torch.where(has, attn, attention)

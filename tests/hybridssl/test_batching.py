@@ -65,3 +65,20 @@ def test_items_without_a_modality_the_model_uses_are_skipped():
     spec = PreprocessSpec()
     batch = Collator(spec, None, ("image",))([Sample("x", caption="only text")])
     assert batch["n"] == 0 and batch["skipped"][0][1] == "no_usable_modality"
+
+
+def test_collator_carries_every_captions_paraphrases():
+    spec = PreprocessSpec()
+    spec.image.size = spec.image.resize = 16
+    tok = TextTokenizer(train_tokenizer(["a red circle", "a crimson disc", "a blue square"] * 10, 60), 8)
+    items = [Sample("a", caption="a red circle", paraphrases=("a crimson disc", "a scarlet round shape")),
+             Sample("b", caption="a blue square"),
+             Sample("c", image=np.zeros((20, 20, 3), np.uint8))]
+    safe = SafeDataset(Items(items))
+    batch = Collator(spec, tok, ("image", "text"))([safe[i] for i in range(3)])
+    assert batch["text_para_count"].tolist() == [2, 0]
+    expected, _ = tok.encode(["a crimson disc", "a scarlet round shape", "a blue square", "a blue square"])
+    assert batch["text_para_ids"].shape == (2, 2, 8)   # K = 2; a caption without any repeats itself
+    assert batch["text_para_ids"].flatten(0, 1).tolist() == expected.tolist()
+    plain = Collator(spec, tok, ("image", "text"))([safe[1], safe[2]])
+    assert "text_para_ids" not in plain   # no item has one: nothing extra is tokenised

@@ -6,9 +6,10 @@ import torch
 from hybridssl.config import load_config
 from hybridssl.data.batching import Collator, SafeDataset
 from hybridssl.data.synthetic import SyntheticScenes
+from hybridssl.losses.mlm import TextMasking
 from hybridssl.losses.plan import loss_names, resolve_pairs
 from hybridssl.runs import build_model
-from hybridssl.task import HybridTask, TextMasking
+from hybridssl.task import HybridTask
 from hybridssl.tokenizer import TextTokenizer, train_tokenizer
 
 
@@ -96,6 +97,31 @@ def test_text_ntxent_and_colour_views_are_weighted_terms(setup):
     assert "ntxent/text" in plain.parts and "mlm/text" not in plain.parts
     with pytest.raises(ValueError, match="ntxent_view"):
         load_config("tiny", ["loss.ntxent_view=hue"])
+
+
+def test_text_ntxent_on_paraphrases(setup):
+    """view=paraphrase pairs each caption with another caption of its item; without paraphrases in the
+    data it is the masking view."""
+    tok, _ = setup
+    cfg = load_config("tiny")
+    data = SyntheticScenes(size=16, seed=0, image_size=32, paraphrases=1)
+    batch = Collator(cfg.preprocess, tok, cfg.model.modalities)([SafeDataset(data)[i] for i in range(12)])
+    views = ["loss.text_ntxent_weight=1", "model.text_generative=none"]
+    _, masked = _step(views, (tok, batch))
+    _, para = _step([*views, "loss.text_ntxent_view=paraphrase"], (tok, batch))
+    assert para.parts["ntxent/text"] != pytest.approx(masked.parts["ntxent/text"], rel=1e-3)
+    _, same = _step([*views, "loss.text_ntxent_view=paraphrase"], setup)   # no paraphrases: the masking
+    _, mask_only = _step(views, setup)
+    assert same.parts["ntxent/text"] == pytest.approx(mask_only.parts["ntxent/text"], rel=1e-6)
+    _, target = _step([*views, "loss.text_ntxent_view=paraphrase", "loss.paraphrase_target=true"], (tok, batch))
+    assert target.parts["ntxent/text"] == pytest.approx(para.parts["ntxent/text"], rel=1e-6)
+    pair = "contrastive/image-text"   # only the pairs' text side moves: the mean of the two wordings
+    assert target.parts[pair] != pytest.approx(para.parts[pair], rel=1e-3)
+    assert target.parts["mae/image"] == pytest.approx(para.parts["mae/image"], rel=1e-6)
+    with pytest.raises(ValueError, match="text_ntxent_view"):
+        load_config("tiny", ["loss.text_ntxent_view=synonyms"])
+    with pytest.raises(ValueError, match="paraphrase_target needs"):
+        load_config("tiny", ["loss.paraphrase_target=true", "loss.text_ntxent_weight=1"])
 
 
 def test_colour_permutation_changes_colour_only():

@@ -56,6 +56,7 @@ def test_one_sample_per_caption(coco: tuple[Path, Path]) -> None:
     assert s.uid == "1#10" and s.image.shape == (6, 8, 3) and s.image.dtype == np.uint8
     assert s.caption == "A red box." and s.meta["image_id"] == 1 and s.meta["annotation_id"] == 10
     assert d[2].uid == "2#13" and d[2].image.shape == (4, 4, 3)
+    assert s.paraphrases == ("Red.",) and d[1].paraphrases == ("A red box.",) and d[2].paraphrases == ()
     with pytest.raises(BadItem) as ei:
         d[3]
     assert ei.value.reason == "missing_file" and ei.value.uid == "4#16"
@@ -67,6 +68,7 @@ def test_one_caption_per_image(coco: tuple[Path, Path]) -> None:
     assert [d.caption_at(i) for i in range(4)] == ["A red box.", "grey", None, "file is missing"]
     assert d.load_report.repaired["empty_caption_dropped"] == 1
     assert d[2].caption is None and d[2].image.shape == (5, 5, 3)  # image-only sample kept
+    assert d[0].paraphrases == ("Red.",) and d[1].paraphrases == () and d[2].paraphrases == ()
     assert list(d.captions()) == ["A red box.", "grey", "file is missing"]
 
 

@@ -349,3 +349,21 @@ def test_label_sets_are_every_attribute_of_every_item():
         assert names == list(SyntheticScenes.ATTRIBUTES[name]) and labels.shape == (12,)
         assert [names[int(v)] for v in labels] == [ds.attributes(i)[name] for i in range(12)]
     assert sets["colour"][1].tolist() == [ds.label_at(i) for i in range(12)]
+
+
+def test_paraphrases_describe_the_same_scene_in_other_words() -> None:
+    plain, para = _small(size=200, seed=5, caption_dropout=0.3), _small(size=200, seed=5, caption_dropout=0.3, paraphrases=3)
+    differ = 0
+    for i in range(200):
+        a, b = plain[i], para[i]
+        assert a.caption == b.caption and a.label == b.label and np.array_equal(a.image, b.image)  # nothing else moves
+        assert a.paraphrases == ()
+        if b.caption is None:
+            assert b.paraphrases == ()
+            continue
+        assert len(b.paraphrases) == 3 and b.paraphrases == para.paraphrases_at(i)   # deterministic
+        assert all(parse_caption(p) == para.attributes(i) for p in b.paraphrases)
+        differ += any(p != b.caption for p in b.paraphrases)
+    assert differ > 100   # they are other wordings, not copies
+    with pytest.raises(ValueError, match="paraphrases"):
+        SyntheticScenes(4, paraphrases=-1)

@@ -52,6 +52,18 @@ def test_document_frequencies_count_training_captions_only():
     assert set(words.state_dict()) >= {"doc_freq", "n_docs"}  # checkpointed, so a resume continues them
 
 
+def test_paraphrases_average_the_targets_of_an_items_captions():
+    words = CaptionWords(embed_dim=4, vocab_size=10, special_ids=SPECIAL).eval()   # eval: idf log(1/1) = 0 ...
+    words.n_docs.fill_(5.0)                                                          # ... so set N = 5, n_v = 0
+    ids, attn = torch.tensor([[1, 5, 2], [1, 6, 2]]), torch.ones(2, 3, dtype=torch.bool)
+    para = torch.tensor([[[1, 7, 2], [1, 8, 9]], [[1, 6, 2], [1, 6, 2]]])          # (B=2, K=2, L=3)
+    y = words.targets(ids, attn, (para, torch.ones_like(para, dtype=torch.bool), torch.tensor([2, 0])))
+    third = 1.0 / 3.0   # item 0: caption {5}, paraphrases {7}, {8, 9} → (e5 + e7 + (e8 + e9)/2) / 3
+    assert torch.allclose(y[0], torch.tensor([0, 0, 0, 0, 0, third, 0, third, third / 2, third / 2]))
+    assert torch.allclose(y[1], F.one_hot(torch.tensor(6), 10).float())   # count 0: its caption alone
+    assert torch.allclose(y.sum(1), torch.ones(2))
+
+
 def test_one_head_scores_every_modality_and_pairs_rows_by_item():
     torch.manual_seed(0)
     words = CaptionWords(embed_dim=4, vocab_size=8, special_ids=SPECIAL)

@@ -67,3 +67,18 @@ def test_float32_matches_reference():
 def test_bad_input(z1, z2, tau):
     with pytest.raises(ValueError):
         nt_xent(z1, z2, tau)
+
+
+def test_second_text_view_takes_the_paraphrase_where_there_is_one():
+    from hybridssl.losses.ntxent import second_text_view
+
+    masked, attention = torch.tensor([[1, 9, 2], [1, 9, 2]]), torch.ones(2, 3, dtype=torch.bool)
+    batch = {"text_para_ids": torch.tensor([[[1, 5, 0]], [[1, 6, 2]]]),
+             "text_para_attn": torch.tensor([[[True, True, False]], [[True, True, True]]]),
+             "text_para_count": torch.tensor([1, 0])}
+    ids, attn = second_text_view(batch, masked, attention, "paraphrase")
+    assert ids.tolist() == [[1, 5, 0], [1, 9, 2]] and attn.tolist() == [[True, True, False], [True, True, True]]
+    assert second_text_view(batch, masked, attention, "mask")[0] is masked
+    assert second_text_view({}, masked, attention, "paraphrase")[0] is masked   # data without paraphrases
+    with pytest.raises(ValueError, match="'mask' or 'paraphrase'"):
+        second_text_view(batch, masked, attention, "synonyms")
