@@ -246,8 +246,10 @@ class HybridTask(nn.Module):
         """The patch decoder on the local rows, replaying the other ranks' VAE noise under torchrun."""
         dec = self.model.decoder(m)
         run = None
-        if enc is not None and enc.masking is not None:
-            tokens, restore = enc.tokens, enc.masking.ids_restore
+        if enc is not None:   # unmasked (a VAE on every patch): the identity order
+            tokens = enc.tokens
+            restore = enc.masking.ids_restore if enc.masking is not None else \
+                torch.arange(tokens.shape[1], device=tokens.device).expand(tokens.shape[0], -1)
             run = lambda: dec(tokens, restore, generator)  # noqa: E731
         if plan is None or not (dec.vae_latent > 0 and dec.training):
             return run() if run is not None else None
@@ -270,7 +272,8 @@ class HybridTask(nn.Module):
             counts[f"mfm/{m}"] = count_masked_frames(enc.masked, valid)
             return
         ratio = {"image": self.cfg.model.image_mask_ratio, "audio": self.cfg.model.audio_mask_ratio}[m]
-        if ratio <= 0 or (enc is not None and enc.masking is None):
+        vae = self.cfg.model.generative == "vae"   # a VAE reconstructs every patch of an unmasked pass
+        if (ratio <= 0 and not vae) or (ratio > 0 and enc is not None and enc.masking is None):
             return
         n_tokens = self.model.patch_stem(m).num_tokens
         n_keep = random_masking(0, n_tokens, ratio).ids_keep.shape[1]  # draws nothing for 0 rows
@@ -280,12 +283,13 @@ class HybridTask(nn.Module):
         target = self.model.patch_target(m, x)                       # (B, N, P)
         if self.cfg.model.norm_pix_loss:
             target = normalize_patches(target)
-        if self.cfg.model.generative == "vae":
-            # per-value ELBO: the reconstruction is a mean over the masked values, so the KL (a sum over
-            # the latents of a sample) is divided by the number of values each sample reconstructs
-            n_values = float(enc.masking.mask[0].sum()) * target.shape[-1]
+        if vae:
+            # per-value ELBO: the reconstruction is a mean over the masked values (every value without
+            # masking), so the KL (a sum over the latents of a sample) is divided by the values per sample
+            mask = enc.masking.mask if enc.masking is not None else None
+            n_values = float(mask[0].sum() if mask is not None else target.shape[1]) * target.shape[-1]
             beta = kl_weight(step, self.cfg.loss.kl_warmup_steps, self.cfg.loss.kl_beta) / n_values
-            total, _, _ = vae_loss(out.pred, target, out.mu, out.logvar, beta, mask=enc.masking.mask)
+            total, _, _ = vae_loss(out.pred, target, out.mu, out.logvar, beta, mask=mask)
             losses[f"vae/{m}"], counts[f"vae/{m}"] = total, x.shape[0]
             return
         losses[f"mae/{m}"] = mae_loss(out.pred, target, enc.masking.mask)

@@ -29,6 +29,7 @@ from hybridssl.app.evaluate import evaluate_run
 from hybridssl.checkpoint import atomic_write_text
 from hybridssl.config import load_config
 from hybridssl.data.open import open_dataset
+from hybridssl.data.splits import is_builtin
 from hybridssl.evaluation.lowlabel import fraction_key
 from hybridssl.evaluation.probes import summarize
 from hybridssl.tracking import open_tracking, require_trackers
@@ -54,11 +55,12 @@ EVAL_SIZES = {"default": (2000, 1000), "quick": (400, 300)}
 HELD_OUT_FRACTION = 0.5
 
 
-def dataset_overrides(spec: str) -> list[str]:
+def dataset_overrides(spec: str, preset_train: str = "builtin") -> list[str]:
     """Single-modality data gets the intra-modal contrastive objective (there is no pair); real data
-    holds :data:`HELD_OUT_FRACTION` out of pretraining, so every evaluated item is unseen."""
+    holds :data:`HELD_OUT_FRACTION` out of pretraining, so every evaluated item is unseen. A plain
+    ``"builtin"`` means the preset's own built-in spec (``preset_train``, e.g. with its paraphrases)."""
     if spec.startswith("builtin"):
-        return [f"data.train={spec}"]
+        return [f"data.train={preset_train if spec == 'builtin' and is_builtin(preset_train) else spec}"]
     ds = open_dataset(spec)
     extra = ["loss.ntxent_weight=1"] if len(ds.modalities) < 2 else []
     return [f"data.train={spec}", f"data.val_fraction={HELD_OUT_FRACTION}", *extra]
@@ -101,7 +103,8 @@ def run_ablation(config: str = "small", datasets: Sequence[str] = ("builtin",), 
     from hybridssl.app.train import train_run
 
     budget = "quick" if quick else "default"
-    trackers = load_config(config, list(overrides)).train.log
+    preset = load_config(config, list(overrides))
+    trackers = preset.train.log
     require_trackers(trackers)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +116,7 @@ def run_ablation(config: str = "small", datasets: Sequence[str] = ("builtin",), 
     held_out: dict[str, set[bool | None]] = {}
     t0 = time.perf_counter()
     for spec in datasets:
-        data_over = dataset_overrides(spec)
+        data_over = dataset_overrides(spec, preset.data.train)
         eval_data = None  # the run's held-out data: built-in val/test splits, else its held-out share
         for variant, extra in VARIANTS.items():
             for seed in seeds:

@@ -56,6 +56,14 @@ def test_vae_ntxent_queue_and_hard_negatives(setup):
     assert not torch.equal(before, next(task.momentum_model.parameters()))
 
 
+def test_an_unmasked_vae_reconstructs_every_patch_while_an_unmasked_mae_has_nothing_to_do(setup):
+    task, out = _step(["model.generative=vae", "model.image_mask_ratio=0", "model.audio_mask_ratio=0"], setup)
+    assert {"vae/image", "vae/audio"} <= set(out.parts)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in task.model.decoders["image"].parameters())
+    _, mae = _step(["model.image_mask_ratio=0"], setup)
+    assert "mae/image" not in mae.parts and "mae/audio" in mae.parts
+
+
 def test_ablation_variants_have_the_right_losses(setup):
     _, out = _step(["loss.contrastive=false"], setup)
     assert not any(k.startswith("contrastive") for k in out.parts)

@@ -28,3 +28,6 @@ def test_paired_data_keeps_cross_modal_contrast(tmp_path):
     spec = _manifest(tmp_path, with_caption=True)
     assert dataset_overrides(spec) == [f"data.train={spec}", "data.val_fraction=0.5"]  # half held out of pretraining
     assert dataset_overrides("builtin:noise=0.1") == ["data.train=builtin:noise=0.1"]
+    # plain "builtin" is the preset's own built-in spec (the small preset's paraphrases stay on)
+    assert dataset_overrides("builtin", "builtin:paraphrases=7") == ["data.train=builtin:paraphrases=7"]
+    assert dataset_overrides("builtin", spec) == ["data.train=builtin"]
