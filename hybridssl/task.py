@@ -158,7 +158,7 @@ class HybridTask(nn.Module):
                 view2 = self.model.encode(m, ids2, attention=attn2)  # the caption rows are local, as enc's are
                 z1, z2 = self.model.heads[m](enc.pooled), self.model.heads[m](view2.pooled)
                 if self.cfg.loss.paraphrase_target and m in emb:   # the pairs' text side: mean of the two wordings
-                    emb[m] = nn.functional.normalize(emb[m] + self.model.forward_head(m, view2.pooled), dim=-1)
+                    emb[m] = nn.functional.normalize(emb[m] + nn.functional.normalize(z2, dim=-1), dim=-1)
                 losses["ntxent/text"] = self.cfg.loss.text_ntxent_weight * nt_xent(z1, z2, self.cfg.loss.ntxent_temperature)
                 counts["ntxent/text"] = clean.shape[0]
         pair_sizes, redundancies = self._contrastive(batch, emb, idx, losses, counts, generator, plan)
